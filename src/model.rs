@@ -322,7 +322,7 @@ impl ModelBuilder {
     }
 
     /// Appends a layer; names default to Keras's (`conv2d`, `conv2d_1`, ...).
-    pub fn add(mut self, kind: LayerKind) -> Self {
+    pub fn layer(mut self, kind: LayerKind) -> Self {
         let base = default_name(&kind);
         let n = self.layers.iter().filter(|l| default_name(&l.kind) == base).count();
         let name = if n == 0 { base.to_string() } else { format!("{base}_{n}") };
@@ -331,7 +331,7 @@ impl ModelBuilder {
     }
 
     /// Appends a named layer.
-    pub fn add_named(mut self, name: impl Into<String>, kind: LayerKind) -> Self {
+    pub fn named_layer(mut self, name: impl Into<String>, kind: LayerKind) -> Self {
         self.layers.push(Layer::new(name, kind));
         self
     }
