@@ -1,9 +1,11 @@
 //! cnn-lstm: Keras-style CNN-LSTM models on any GPU through wgpu.
 
+pub mod digits;
 pub mod error;
 pub mod forward;
 pub mod model;
 pub mod rng;
+pub mod summary;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -1,0 +1,59 @@
+//! `cnn-lstm bench`: times the demo's model per stage on one device.
+
+use std::time::{Duration, Instant};
+
+use cnn_lstm::digits::{render_clips, ClipStyle, Digits};
+use cnn_lstm::{Forward, RunOptions};
+
+use super::run_device::{self, Gpu};
+use super::{demo, say, BenchArgs, CliResult, Device};
+
+/// One warm-up run, then `iterations` timed runs; prints the mean per stage.
+pub fn run(args: &BenchArgs) -> CliResult {
+    let (batch, timesteps) = (args.batch as usize, args.timesteps as usize);
+    let digits = Digits::embedded()?;
+    let (input, _) = render_clips(&digits, &ClipStyle::default(), batch, timesteps, 1)?;
+    let mut model = demo::article_model()?;
+    run_device::keras_default_weights(&mut model, 1)?;
+    let opts = RunOptions::default();
+
+    let gpu = match args.device {
+        Device::Gpu => {
+            let gpu = Gpu::new()?;
+            say!("adapter: {}", gpu.describe());
+            Some(gpu.upload(&model)?)
+        }
+        Device::Cpu => None,
+    };
+    let once = || -> cnn_lstm::Result<Forward> {
+        match &gpu {
+            Some(runner) => runner.forward(&input, &opts),
+            None => run_device::cpu_forward(&model, &input, &opts, &mut |_| {}),
+        }
+    };
+
+    once()?;
+    let mut walls = Vec::new();
+    let mut stages: Vec<(String, Duration)> = Vec::new();
+    for _ in 0..args.iterations {
+        let started = Instant::now();
+        let fwd = once()?;
+        walls.push(started.elapsed());
+        for s in &fwd.timings {
+            match stages.iter_mut().find(|(n, _)| *n == s.name) {
+                Some((_, t)) => *t += s.time,
+                None => stages.push((s.name.clone(), s.time)),
+            }
+        }
+    }
+    let n = args.iterations;
+    say!("{} device, B={batch}, T={timesteps}, mean of {n} runs after a warm-up:", args.device);
+    for (name, total) in &stages {
+        say!("  {name:<32} {:>10.2} ms", total.as_secs_f64() * 1e3 / f64::from(n));
+    }
+    let mean = walls.iter().sum::<Duration>().as_secs_f64() / f64::from(n);
+    let min = walls.iter().min().copied().unwrap_or_default().as_secs_f64();
+    say!("  {:<32} {:>10.2} ms (min {:.2} ms)", "total (wall)", mean * 1e3, min * 1e3);
+    say!("  {:<32} {:>10.1} clips/s", "throughput", batch as f64 / mean);
+    Ok(())
+}

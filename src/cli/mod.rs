@@ -1,0 +1,249 @@
+//! The `cnn-lstm` command line: argument parsing, logging and error reporting.
+//!
+//! Error contract, for every subcommand: a failure exits with code 1 and
+//! exactly one line on stderr starting `error:`; bad usage exits with code 2
+//! (clap's usage message). Results go to stdout.
+
+mod bench;
+mod demo;
+mod devices;
+mod run;
+mod run_device;
+mod summary;
+mod verify;
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cnn_lstm::Error;
+
+/// Runs Keras-style CNN-LSTM models on any GPU through wgpu, checked against a
+/// CPU reference. Without a subcommand it runs `demo`.
+#[derive(Debug, Parser)]
+#[command(name = "cnn-lstm", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render clips of handwritten digits, run the article's model on the GPU
+    /// and the CPU reference, compare them; then run the Keras-trained digits
+    /// model on its 397 test clips (the default command).
+    Demo(DemoArgs),
+    /// Run a model on an input file and write the output file.
+    Run(RunArgs),
+    /// Run a Keras fixture (model, weights, io.safetensors) and compare every
+    /// layer with Keras's stored outputs.
+    Verify(VerifyArgs),
+    /// Print a Keras-style summary of a model (default: the demo's model).
+    Summary(SummaryArgs),
+    /// Time the forward pass of the demo's model per stage.
+    Bench(BenchArgs),
+    /// List the GPU adapters wgpu finds and the one that would be used.
+    Devices,
+}
+
+/// Where a forward pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// The GPU through wgpu (adapter chosen by CNN_LSTM_BACKEND / CNN_LSTM_ADAPTER).
+    Gpu,
+    /// The plain-Rust CPU reference.
+    Cpu,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Gpu => "gpu",
+            Device::Cpu => "cpu",
+        })
+    }
+}
+
+/// Options of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// `gpu`: run on the GPU and on the CPU reference and compare;
+    /// `cpu`: the CPU reference only (no comparison).
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+    /// Clips per batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    batch: u32,
+    /// Frames per clip (T).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=64))]
+    timesteps: u32,
+    /// Seed of the clips, the weights and the dropout masks.
+    #[arg(long, default_value_t = 2024)]
+    seed: u64,
+    /// Training mode: dropout on; the GPU and CPU dropout masks are compared.
+    #[arg(long)]
+    training: bool,
+    /// Skip the second part (the Keras-trained digits model).
+    #[arg(long)]
+    no_trained: bool,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Keras model: `model.json` (from `model.to_json()`) or `model.keras`.
+    #[arg(long)]
+    model: PathBuf,
+    /// Weights (safetensors); not needed with a `.keras` file.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Input safetensors file holding an f32 tensor `[B, T, ...frame]`.
+    #[arg(long)]
+    input: PathBuf,
+    /// Name of the input tensor in the input file.
+    #[arg(long, default_value = "input")]
+    input_key: String,
+    /// Output safetensors file; gets `output` (and `layer/<name>` with --capture).
+    #[arg(long)]
+    output: PathBuf,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+    /// Training mode (dropout on).
+    #[arg(long)]
+    training: bool,
+    /// Seed of the dropout masks in training mode.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write every layer's output as `layer/<name>`.
+    #[arg(long)]
+    capture: bool,
+}
+
+/// Options of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Fixture directory holding model.json, weights.safetensors and io.safetensors.
+    dir: PathBuf,
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+}
+
+/// Options of `summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Keras `model.json` or `model.keras`; without it, the demo's model.
+    model: Option<PathBuf>,
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Where to run.
+    #[arg(long, value_enum, default_value_t = Device::Gpu)]
+    device: Device,
+    /// Clips per batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    batch: u32,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=64))]
+    timesteps: u32,
+    /// Timed repetitions after one warm-up run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    iterations: u32,
+}
+
+/// Why a command failed: a library error, or a check that did not pass.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error from the library (bad file, no adapter, GPU fault...).
+    Lib(Error),
+    /// The command ran but a check failed (GPU and CPU disagree, ...).
+    Check(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Lib(e) => write!(f, "{e}"),
+            Failure::Check(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Lib(e)
+    }
+}
+
+/// Result of a subcommand.
+pub type CliResult<T = ()> = std::result::Result<T, Failure>;
+
+/// Prints one line to stdout; a closed stdout (e.g. `| head`) is not an error
+/// worth a panic, so write failures are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// The whole program: parse, run, report.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    std::panic::set_hook(Box::new(|info| {
+        let msg = one_line(&info.to_string());
+        let _ = writeln!(std::io::stderr(), "error: internal error (a bug in cnn-lstm): {msg}");
+    }));
+
+    let result = std::panic::catch_unwind(|| dispatch(cli.command));
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(failure)) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&failure.to_string()));
+            ExitCode::from(1)
+        }
+        // The panic hook already printed the one `error:` line.
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn dispatch(command: Option<Command>) -> CliResult {
+    match command {
+        None => demo::run(&DemoArgs {
+            device: Device::Gpu,
+            batch: 8,
+            timesteps: 10,
+            seed: 2024,
+            training: false,
+            no_trained: false,
+        }),
+        Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Run(args)) => run::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Summary(args)) => summary::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Devices) => devices::run(),
+    }
+}
+
+/// `RUST_LOG` selects what is logged (to stderr); by default only the
+/// crate's warnings.
+fn init_logging() {
+    let env = env_logger::Env::default().default_filter_or("cnn_lstm=warn");
+    let _ = env_logger::Builder::from_env(env).format_timestamp(None).try_init();
+}
+
+/// Joins a multi-line message into one line, so stderr holds exactly one
+/// `error:` line.
+fn one_line(msg: &str) -> String {
+    msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
