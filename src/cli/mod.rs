@@ -218,14 +218,11 @@ pub fn main() -> ExitCode {
 
 fn dispatch(command: Option<Command>) -> CliResult {
     match command {
-        None => demo::run(&DemoArgs {
-            device: Device::Gpu,
-            batch: 8,
-            timesteps: 10,
-            seed: 2024,
-            training: false,
-            no_trained: false,
-        }),
+        // No subcommand: exactly `cnn-lstm demo` with its defaults.
+        None => match Cli::parse_from(["cnn-lstm", "demo"]).command {
+            Some(Command::Demo(args)) => demo::run(&args),
+            _ => Err(Failure::Check("internal: the default command is not demo".into())),
+        },
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Run(args)) => run::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),

@@ -1,0 +1,111 @@
+//! The command line's contract: usage errors exit 2, failures exit 1 with
+//! exactly one `error:` line on stderr, results go to stdout.
+
+use std::process::{Command, Output};
+
+fn cnn_lstm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnn-lstm"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// Exit code 1 and exactly one stderr line, starting `error:`; returns it.
+fn assert_one_error_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {stderr}");
+    assert!(lines[0].starts_with("error: "), "stderr: {stderr}");
+    lines[0].to_string()
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = cnn_lstm(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["demo", "run", "verify", "summary", "bench", "devices"] {
+        assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
+    }
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    for args in [
+        &["no-such-command"][..],
+        &["demo", "--batch", "0"],
+        &["demo", "--device", "tpu"],
+        &["demo", "--timesteps", "ten"],
+        &["run", "--model", "m.json"],
+    ] {
+        let out = cnn_lstm(args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn summary_of_the_demo_model_matches_keras() {
+    let out = cnn_lstm(&["summary"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Parameter counts by hand: conv 3*3*3*32 + 32; LSTM 4*64*(62*62*32 + 64 + 1);
+    // LSTM 4*32*(64 + 32 + 1); Dense 32*10 + 10. Keras prints the same total.
+    let rows = [
+        ("masking (Masking)", "(None, None, 64, 64, 3)", "0"),
+        ("conv2d (TimeDistributed(Conv2D))", "(None, None, 62, 62, 32)", "896"),
+        ("spatial_dropout2d", "(None, None, 62, 62, 32)", "0"),
+        ("flatten", "(None, None, 123008)", "0"),
+        ("lstm (LSTM)", "(None, None, 64)", "31,506,688"),
+        ("lstm_1 (LSTM)", "(None, 32)", "12,416"),
+        ("dense (Dense)", "(None, 10)", "330"),
+    ];
+    for (name, shape, params) in rows {
+        let line = text.lines().find(|l| l.trim_start().starts_with(name)).unwrap_or_else(|| {
+            panic!("no row {name} in\n{text}");
+        });
+        assert!(line.contains(shape), "{line}");
+        assert!(line.trim_end().ends_with(&format!(" {params}")), "{line}");
+    }
+    assert!(text.contains("Total params: 31,520,330 (120.24 MB)"), "{text}");
+}
+
+#[test]
+fn missing_files_are_one_line_errors() {
+    let line = assert_one_error_line(&cnn_lstm(&["summary", "/nonexistent/model.json"]));
+    assert!(line.contains("model.json"), "{line}");
+    let line = assert_one_error_line(&cnn_lstm(&[
+        "run",
+        "--model",
+        "/nonexistent/model.json",
+        "--input",
+        "/nonexistent/in.safetensors",
+        "--output",
+        "/tmp/out.safetensors",
+        "--device",
+        "cpu",
+    ]));
+    assert!(line.contains("model.json"), "{line}");
+    let line =
+        assert_one_error_line(&cnn_lstm(&["verify", "/nonexistent/fixture", "--device", "cpu"]));
+    assert!(line.contains("/nonexistent/fixture"), "{line}");
+}
+
+#[test]
+fn unknown_adapter_is_a_one_line_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn-lstm"))
+        .args(["demo", "--batch", "1", "--timesteps", "1", "--no-trained"])
+        .env("CNN_LSTM_ADAPTER", "no adapter is called this")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("no adapter is called this"), "{line}");
+}
