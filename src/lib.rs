@@ -4,6 +4,7 @@ pub mod error;
 pub mod forward;
 pub mod model;
 pub mod rng;
+pub mod shaders;
 pub mod tensor;
 
 pub use error::{Error, Result};
