@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod forward;
+pub mod gpu;
 pub mod model;
 pub mod rng;
 pub mod shaders;
