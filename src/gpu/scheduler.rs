@@ -495,15 +495,14 @@ impl Planner<'_> {
         self.ops.push(OpDesc { stage, shader, entry, bindings, groups, dropout: None });
     }
 
+    /// Records `c[m, n] = act(a[m, k] x kernel + bias)` for layer `layer`,
+    /// one dispatch per weight chunk (and per row block on the tiled variant).
     fn matmul(
         &mut self,
         stage: usize,
         layer: usize,
-        a: usize,
-        m: usize,
-        k: usize,
-        n: usize,
-        c: usize,
+        (a, c): (usize, usize),
+        (m, k, n): (usize, usize, usize),
         act: Activation,
     ) -> Result<()> {
         let chunks = self.model.weights[layer].kernel.len();
@@ -766,7 +765,7 @@ impl Planner<'_> {
                     } else {
                         d.activation
                     };
-                    self.matmul(stage, li, value, rows, k, d.units, y, act)?;
+                    self.matmul(stage, li, (value, y), (rows, k, d.units), act)?;
                     if d.activation == Activation::Softmax {
                         let (gx, gy, groups_x) = self.grid(rows, &name)?;
                         let params = SoftmaxParams {
@@ -798,7 +797,7 @@ impl Planner<'_> {
                         (rows * f + f * 4 * u + rows * 4 * u) as u64 * F32,
                     );
                     let xproj = self.vbuf(format!("{name}/xproj"), rows * 4 * u)?;
-                    self.matmul(proj, li, value, rows, f, 4 * u, xproj, Activation::Linear)?;
+                    self.matmul(proj, li, (value, xproj), (rows, f, 4 * u), Activation::Linear)?;
                     let rec = self.stage(
                         format!("{name}/recurrence"),
                         2 * (rows * u * 4 * u) as u64,
