@@ -2,9 +2,12 @@
 
 pub mod error;
 pub mod forward;
+pub mod init;
 pub mod model;
+pub mod reference;
 pub mod rng;
 pub mod tensor;
+pub mod tolerance;
 
 pub use error::{Error, Result};
 pub use forward::{Forward, LayerOutput, RunOptions, StageTiming};
@@ -13,3 +16,4 @@ pub use model::{
     ModelBuilder, Padding, Pool2D, PoolKind, SampleShape,
 };
 pub use tensor::Tensor;
+pub use tolerance::Tolerance;
