@@ -3,10 +3,15 @@
 pub mod digits;
 pub mod error;
 pub mod forward;
+pub mod gpu;
+pub mod init;
 pub mod model;
+pub mod reference;
 pub mod rng;
+pub mod shaders;
 pub mod summary;
 pub mod tensor;
+pub mod tolerance;
 
 pub use error::{Error, Result};
 pub use forward::{Forward, LayerOutput, RunOptions, StageTiming};
@@ -15,3 +20,4 @@ pub use model::{
     ModelBuilder, Padding, Pool2D, PoolKind, SampleShape,
 };
 pub use tensor::Tensor;
+pub use tolerance::Tolerance;

@@ -17,7 +17,7 @@ pub fn run(args: &BenchArgs) -> CliResult {
     run_device::keras_default_weights(&mut model, 1)?;
     let opts = RunOptions::default();
 
-    let gpu = match args.device {
+    let mut gpu = match args.device {
         Device::Gpu => {
             let gpu = Gpu::new()?;
             say!("adapter: {}", gpu.describe());
@@ -25,8 +25,8 @@ pub fn run(args: &BenchArgs) -> CliResult {
         }
         Device::Cpu => None,
     };
-    let once = || -> cnn_lstm::Result<Forward> {
-        match &gpu {
+    let mut once = || -> cnn_lstm::Result<Forward> {
+        match &mut gpu {
             Some(runner) => runner.forward(&input, &opts),
             None => run_device::cpu_forward(&model, &input, &opts, &mut |_| {}),
         }

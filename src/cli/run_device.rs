@@ -3,9 +3,11 @@
 //! loaders. The subcommands call only these functions.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use cnn_lstm::{Error, Forward, Model, Result, RunOptions, Tensor};
+use cnn_lstm::tolerance::{self, Tolerance};
+use cnn_lstm::{gpu, init, reference, Error, Forward, Model, Result, RunOptions, Tensor};
 
 /// Progress of a CPU reference run, for the indicator on stderr.
 #[derive(Clone, Debug)]
@@ -18,56 +20,69 @@ pub struct Step {
 
 /// A GPU context: the adapter chosen by `CNN_LSTM_BACKEND` / `CNN_LSTM_ADAPTER`.
 pub struct Gpu {
-    _private: (),
+    ctx: Arc<gpu::Context>,
 }
 
 impl Gpu {
     /// Opens the adapter the environment selects (default: the best one).
     pub fn new() -> Result<Self> {
-        Err(not_built("the GPU path (cnn_lstm::gpu)"))
+        Ok(Gpu { ctx: gpu::Context::new(&gpu::ContextOptions::from_env())? })
     }
 
     /// The adapter in use: name, backend, device type.
     pub fn describe(&self) -> String {
-        String::new()
+        self.ctx.describe()
     }
 
     /// Uploads `model`'s weights and prepares its pipelines.
-    pub fn upload(&self, _model: &Model) -> Result<GpuRunner> {
-        Err(not_built("the GPU path (cnn_lstm::gpu)"))
+    pub fn upload(&self, model: &Model) -> Result<GpuRunner> {
+        Ok(GpuRunner { model: gpu::GpuModel::new(self.ctx.clone(), model)? })
     }
 }
 
 /// A model ready to run on the GPU.
 pub struct GpuRunner {
-    _private: (),
+    model: gpu::GpuModel,
 }
 
 impl GpuRunner {
-    /// One forward pass on the GPU.
-    pub fn forward(&self, _input: &Tensor, _opts: &RunOptions) -> Result<Forward> {
-        Err(not_built("the GPU path (cnn_lstm::gpu)"))
+    /// One forward pass on the GPU, recorded as one submission;
+    /// `Forward::timings` holds its total only.
+    pub fn forward(&mut self, input: &Tensor, opts: &RunOptions) -> Result<Forward> {
+        self.model.forward(input, opts)
+    }
+
+    /// A forward pass that submits and waits for each stage apart, so
+    /// `Forward::timings` holds the time of every stage. Slower.
+    pub fn forward_profiled(&mut self, input: &Tensor, opts: &RunOptions) -> Result<Forward> {
+        self.model.forward_profiled(input, opts)
     }
 }
 
 /// Every adapter wgpu finds, one description each.
 pub fn list_adapters() -> Result<Vec<String>> {
-    Err(not_built("the GPU path (cnn_lstm::gpu)"))
+    Ok(gpu::list_adapters())
 }
 
 /// The CPU reference forward pass, calling `progress` as it goes.
 pub fn cpu_forward(
-    _model: &Model,
-    _input: &Tensor,
-    _opts: &RunOptions,
-    _progress: &mut dyn FnMut(Step),
+    model: &Model,
+    input: &Tensor,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Step),
 ) -> Result<Forward> {
-    Err(not_built("the CPU reference (cnn_lstm::reference)"))
+    reference::forward_with_progress(model, input, opts, &mut |p: reference::Progress<'_>| {
+        let within = p.timestep.map_or(0.0, |(t, n)| t as f64 / n.max(1) as f64);
+        progress(Step {
+            stage: p.name.to_string(),
+            fraction: (p.layer as f64 + within) / p.layers.max(1) as f64,
+        })
+    })
 }
 
 /// Fills every weight with Keras's default initialiser, seeded.
-pub fn keras_default_weights(_model: &mut Model, _seed: u64) -> Result<()> {
-    Err(not_built("Keras default initialisation (cnn_lstm::init)"))
+pub fn keras_default_weights(model: &mut Model, seed: u64) -> Result<()> {
+    init::keras_default_weights(model, seed)
 }
 
 /// Loads a model from Keras `model.json` text; `origin` names it in errors.
@@ -85,8 +100,8 @@ pub fn load_weights(_model: &mut Model, _bytes: &[u8], _origin: &str) -> Result<
     Err(not_built("the Keras loader (cnn_lstm::keras)"))
 }
 
-/// The tolerance of a whole-model GPU vs CPU comparison, described, and
-/// whether `gpu` is within it of `cpu`; also returns the max abs difference.
+/// Compares a GPU output with the CPU reference's under
+/// [`Tolerance::GPU_F32`].
 pub fn compare(gpu: &Tensor, cpu: &Tensor) -> Result<Agreement> {
     if gpu.shape() != cpu.shape() {
         return Err(Error::input(
@@ -95,7 +110,14 @@ pub fn compare(gpu: &Tensor, cpu: &Tensor) -> Result<Agreement> {
             format!("{:?}", gpu.shape()),
         ));
     }
-    Err(not_built("the tolerance module (cnn_lstm::tolerance)"))
+    let tol = Tolerance::GPU_F32;
+    let c = tolerance::compare(gpu.data(), cpu.data(), cpu.shape(), tol);
+    Ok(Agreement {
+        max_abs: c.max_abs as f32,
+        tolerance: format!("|gpu - cpu| <= {:e} + {:e} * |cpu|", tol.abs, tol.rel),
+        ok: c.is_ok(),
+        report: c.to_string(),
+    })
 }
 
 /// The outcome of a GPU vs CPU comparison.
