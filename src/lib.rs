@@ -21,3 +21,8 @@ pub use model::{
 };
 pub use tensor::Tensor;
 pub use tolerance::Tolerance;
+
+/// Compiles the README's library example as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -198,6 +198,7 @@ pub(crate) use say;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    ensure_runtime_dir();
     std::panic::set_hook(Box::new(|info| {
         let msg = one_line(&info.to_string());
         let _ = writeln!(std::io::stderr(), "error: internal error (a bug in cnn-lstm): {msg}");
@@ -237,6 +238,18 @@ fn dispatch(command: Option<Command>) -> CliResult {
 fn init_logging() {
     let env = env_logger::Env::default().default_filter_or("cnn_lstm=warn");
     let _ = env_logger::Builder::from_env(env).format_timestamp(None).try_init();
+}
+
+/// Mesa's GL and Vulkan loaders warn (and EGL can fail) without
+/// `XDG_RUNTIME_DIR`; on a bare machine, point it at a private temporary
+/// directory. Runs before any thread exists, so setting the variable is sound.
+fn ensure_runtime_dir() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        let dir = std::env::temp_dir().join("cnn-lstm-xdg");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            std::env::set_var("XDG_RUNTIME_DIR", &dir);
+        }
+    }
 }
 
 /// Joins a multi-line message into one line, so stderr holds exactly one
