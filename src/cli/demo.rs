@@ -198,13 +198,15 @@ pub fn run(args: &DemoArgs) -> CliResult {
             let check = check_dropout_masks(&model, dropout_index, args.seed, gpu_fwd, &cpu_fwd)?;
             say!(
                 "Dropout masks ({name}): {} (clip, frame, channel) maps; GPU and CPU agree on \
-                 which are all zero for {} of them; {} dropped by the CPU; on the {} maps \
-                 whose input is not all zero, the dropped ones match the dropout hash for \
-                 {} (CPU) and {} (GPU)",
+                 which are all zero for {} of them ({} all zero); of the {} maps whose input \
+                 is not all zero, the hash drops {} ({:.1}%, rate 20%), and the zeroed ones \
+                 are exactly those for {} (CPU) and {} (GPU)",
                 check.maps,
                 check.gpu_cpu_agree,
                 check.cpu_dropped,
                 check.decidable,
+                check.hash_dropped,
+                100.0 * check.hash_dropped as f64 / check.decidable.max(1) as f64,
                 check.cpu_hash_agree,
                 check.gpu_hash_agree
             );
@@ -349,6 +351,7 @@ struct MaskCheck {
     gpu_cpu_agree: usize,
     cpu_dropped: usize,
     decidable: usize,
+    hash_dropped: usize,
     cpu_hash_agree: usize,
     gpu_hash_agree: usize,
 }
@@ -399,6 +402,7 @@ fn check_dropout_masks(
         gpu_cpu_agree: 0,
         cpu_dropped: 0,
         decidable: 0,
+        hash_dropped: 0,
         cpu_hash_agree: 0,
         gpu_hash_agree: 0,
     };
@@ -411,6 +415,7 @@ fn check_dropout_masks(
                 if !zero_map(&before, b, s, c) {
                     let dropped = !rng::keep(layer_seed, thr, b as u32, s as u32, c as u32);
                     check.decidable += 1;
+                    check.hash_dropped += usize::from(dropped);
                     check.cpu_hash_agree += usize::from(cz == dropped);
                     check.gpu_hash_agree += usize::from(gz == dropped);
                 }
