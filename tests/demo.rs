@@ -181,3 +181,26 @@ fn demo_trained_model_on_the_gpu() {
     assert!(text.contains("accuracy 354/397"), "{text}");
     assert!(text.contains("same predicted class on 397/397 clips"), "{text}");
 }
+
+#[test]
+fn cargo_run_without_arguments_runs_the_full_demo() {
+    if !have_gpu() {
+        return;
+    }
+    // Exactly what `cargo run --release` runs: 8 clips of 10 frames on the
+    // full-size model, then the trained model.
+    let out = cnn_lstm(&[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Input: 8 clips x 10 frames of 64x64x3"), "{text}");
+    assert!(text.contains("Total params: 31,520,330"), "{text}");
+    assert!(text.contains("GPU vs CPU: max |difference|"), "{text}");
+    let rows = text
+        .lines()
+        .skip_while(|l| !l.contains("true digit"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty());
+    assert_eq!(rows.count(), 8, "{text}");
+    assert!(text.contains("accuracy 354/397"), "{text}");
+    assert!(text.contains("Result: OK"), "{text}");
+}

@@ -37,7 +37,7 @@ const KERAS_CORRECT: usize = 354;
 const TRAINED_PROB_TOLERANCE: f32 = 1e-4;
 
 /// Clips per GPU or CPU call on the trained model.
-const TRAINED_CHUNK: usize = 100;
+const TRAINED_CHUNK: usize = 32;
 
 /// The article's Example 1 at full size (64x64x3 frames, any T) with Example
 /// 3's `Masking(0.0)` in front: 31,520,330 parameters, zero-initialised.
