@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cnn_lstm::model::{Activation, Conv2D, Dense, DropoutMode, Lstm, Padding, PoolKind};
+use cnn_lstm::model::{Activation, Conv2D, Dense, DropoutMode, Lstm, Padding, Pool2D, PoolKind};
 use cnn_lstm::reference::{self, activation, conv2d, dropout, lstm, masking, pool2d};
 use cnn_lstm::tolerance::{assert_close, compare, Tolerance};
 use cnn_lstm::{init, rng, Error, LayerKind, Model, ModelBuilder, RunOptions, Tensor};
@@ -716,6 +716,7 @@ fn check_fixture(name: &str, mut model: Model) {
     let input = Tensor::new(shape.clone(), f32s(bytes)).unwrap();
     let opts = RunOptions { capture_layers: true, ..Default::default() };
     let f = reference::forward(&model, &input, &opts).unwrap();
+    assert_eq!(f.layers.len(), model.layers().len());
     for out in &f.layers {
         let (shape, bytes) = &fx.io[&format!("layer/{}", out.name)];
         assert_eq!(out.value.shape(), &shape[..], "{}", out.name);
@@ -782,4 +783,95 @@ fn masking_directly_on_frames_matches_the_keras_flatten_recipe() {
     let f = reference::forward(&m, &input, &RunOptions::default()).unwrap();
     let (shape, bytes) = &fx.io["output"];
     assert_close("output", f.output.data(), &f32s(bytes), shape, Tolerance::KERAS);
+}
+
+fn strided_conv(filters: usize, k: usize, s: usize, padding: Padding) -> LayerKind {
+    LayerKind::Conv2D(Conv2D {
+        filters,
+        kernel: (k, k),
+        strides: (s, s),
+        dilation: (1, 1),
+        padding,
+        activation: Activation::Relu,
+        use_bias: true,
+    })
+}
+
+fn max_pool(p: usize) -> LayerKind {
+    LayerKind::Pool2D(Pool2D {
+        kind: PoolKind::Max,
+        pool: (p, p),
+        strides: (p, p),
+        padding: Padding::Valid,
+    })
+}
+
+#[test]
+fn keras_fixture_same_stride2_even_kernel() {
+    let m = ModelBuilder::new("same_stride2_even_kernel", Some(4), &[15, 15, 2])
+        .named_layer("time_distributed", strided_conv(6, 4, 2, Padding::Same))
+        .named_layer("time_distributed_1", spatial(0.1))
+        .named_layer("time_distributed_2", LayerKind::Flatten)
+        .named_layer("lstm", lstm_layer(12, false))
+        .named_layer("dense", dense_layer(4, Activation::Softmax))
+        .build()
+        .unwrap();
+    check_fixture("same_stride2_even_kernel", m);
+}
+
+#[test]
+fn keras_fixture_two_conv_maxpool() {
+    let m = ModelBuilder::new("two_conv_maxpool", Some(4), &[20, 20, 1])
+        .named_layer("time_distributed", strided_conv(8, 3, 1, Padding::Same))
+        .named_layer("time_distributed_1", max_pool(2))
+        .named_layer("time_distributed_2", strided_conv(12, 3, 1, Padding::Valid))
+        .named_layer("time_distributed_3", max_pool(2))
+        .named_layer("time_distributed_4", spatial(0.3))
+        .named_layer("time_distributed_5", LayerKind::Flatten)
+        .named_layer("lstm", lstm_layer(16, false))
+        .named_layer("dense", dense_layer(5, Activation::Softmax))
+        .build()
+        .unwrap();
+    check_fixture("two_conv_maxpool", m);
+}
+
+#[test]
+fn keras_fixture_dense_relu_head() {
+    let m = ModelBuilder::new("dense_relu_head", Some(5), &[12, 12, 3])
+        .named_layer("time_distributed", strided_conv(8, 3, 2, Padding::Valid))
+        .named_layer("time_distributed_1", spatial(0.2))
+        .named_layer("time_distributed_2", LayerKind::Flatten)
+        .named_layer("lstm", lstm_layer(24, true))
+        .named_layer("lstm_1", lstm_layer(12, false))
+        .named_layer("dense", dense_layer(32, Activation::Relu))
+        .named_layer("dense_1", dense_layer(10, Activation::Softmax))
+        .build()
+        .unwrap();
+    check_fixture("dense_relu_head", m);
+}
+
+#[test]
+fn keras_fixture_batch1_sigmoid() {
+    let m = ModelBuilder::new("batch1_sigmoid", Some(6), &[14, 14, 2])
+        .named_layer("time_distributed", strided_conv(4, 3, 1, Padding::Valid))
+        .named_layer("time_distributed_1", spatial(0.2))
+        .named_layer("time_distributed_2", LayerKind::Flatten)
+        .named_layer("lstm", lstm_layer(10, false))
+        .named_layer("dense", dense_layer(1, Activation::Sigmoid))
+        .build()
+        .unwrap();
+    check_fixture("batch1_sigmoid", m);
+}
+
+#[test]
+fn keras_fixture_seq_out_td_dense_dyn_t() {
+    let m = ModelBuilder::new("seq_out_td_dense_dynT", None, &[10, 10, 3])
+        .named_layer("time_distributed", strided_conv(6, 3, 1, Padding::Same))
+        .named_layer("time_distributed_1", spatial(0.2))
+        .named_layer("time_distributed_2", LayerKind::Flatten)
+        .named_layer("lstm", lstm_layer(16, true))
+        .named_layer("time_distributed_3", dense_layer(6, Activation::Softmax))
+        .build()
+        .unwrap();
+    check_fixture("seq_out_td_dense_dynT", m);
 }
