@@ -2,10 +2,12 @@
 
 pub mod error;
 pub mod forward;
+pub mod gpu;
 pub mod init;
 pub mod model;
 pub mod reference;
 pub mod rng;
+pub mod shaders;
 pub mod tensor;
 pub mod tolerance;
 
