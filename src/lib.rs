@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod forward;
+pub mod keras;
 pub mod model;
 pub mod rng;
 pub mod tensor;
