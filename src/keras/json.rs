@@ -568,7 +568,8 @@ impl Parser<'_> {
                 let inner_class = self.str_field(inner, "class_name", "the wrapped layer")?;
                 let inner_cfg = self.obj_field(inner, "config", "the wrapped layer")?;
                 let inner_name = layer_name(inner).to_string();
-                self.check_dtype(&format!("{name}/{inner_name}"), inner_cfg)?;
+                let iname = format!("{name}/{inner_name}");
+                self.check_dtype(&iname, inner_cfg)?;
                 if !shape.timed {
                     return Err(err(format!(
                         "TimeDistributed needs a time axis, got {got}; the LSTM before it must \
@@ -576,27 +577,27 @@ impl Parser<'_> {
                     )));
                 }
                 let kind = match inner_class {
-                    "Conv2D" => self.conv2d(&name, inner_cfg)?,
-                    "MaxPooling2D" => self.pool(&name, inner_cfg, PoolKind::Max)?,
-                    "AveragePooling2D" => self.pool(&name, inner_cfg, PoolKind::Average)?,
+                    "Conv2D" => self.conv2d(&iname, inner_cfg)?,
+                    "MaxPooling2D" => self.pool(&iname, inner_cfg, PoolKind::Max)?,
+                    "AveragePooling2D" => self.pool(&iname, inner_cfg, PoolKind::Average)?,
                     "SpatialDropout2D" => {
-                        self.channels_last(&name, inner_cfg)?;
+                        self.channels_last(&iname, inner_cfg)?;
                         LayerKind::SpatialDropout {
-                            rate: self.f64_or(inner_cfg, "rate", 0.0, &name)?,
+                            rate: self.f64_or(inner_cfg, "rate", 0.0, &iname)?,
                             mode: DropoutMode::PerTimestep,
                         }
                     }
-                    "Dropout" => self.dropout(&name, inner_cfg)?,
+                    "Dropout" => self.dropout(&iname, inner_cfg)?,
                     "Flatten" => {
-                        self.channels_last(&name, inner_cfg)?;
+                        self.channels_last(&iname, inner_cfg)?;
                         LayerKind::Flatten
                     }
                     "Reshape" => {
                         let target =
-                            self.target_shape(index, &name, inner_cfg, shape.elements())?;
+                            self.target_shape(index, &iname, inner_cfg, shape.elements())?;
                         LayerKind::Reshape { target }
                     }
-                    "Dense" => self.dense(&name, inner_cfg)?,
+                    "Dense" => self.dense(&iname, inner_cfg)?,
                     other => {
                         return Err(Error::Unsupported(format!(
                             "layer {index} ({name}): TimeDistributed({other}) is not supported; \
