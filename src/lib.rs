@@ -2,10 +2,15 @@
 
 pub mod error;
 pub mod forward;
+pub mod gpu;
+pub mod init;
 pub mod keras;
 pub mod model;
+pub mod reference;
 pub mod rng;
+pub mod shaders;
 pub mod tensor;
+pub mod tolerance;
 
 pub use error::{Error, Result};
 pub use forward::{Forward, LayerOutput, RunOptions, StageTiming};
@@ -14,3 +19,4 @@ pub use model::{
     ModelBuilder, Padding, Pool2D, PoolKind, SampleShape,
 };
 pub use tensor::Tensor;
+pub use tolerance::Tolerance;

@@ -1,0 +1,1214 @@
+//! The GPU forward pass: weights uploaded once, one plan per input shape,
+//! every dispatch of a forward recorded into one encoder and submitted once.
+//!
+//! Planning works on virtual buffers: each layer output and scratch tensor
+//! gets one, with the index of the first and last operation that touches
+//! it. Physical buffers are then handed out greedily, reusing a buffer once
+//! every virtual buffer assigned to it is dead. When layer outputs are
+//! captured they all stay alive to the end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wgpu::util::DeviceExt;
+
+use super::context::{Context, MatmulVariant};
+use super::kernels::*;
+use crate::error::{Error, Result};
+use crate::forward::{Forward, LayerOutput, RunOptions, StageTiming};
+use crate::model::{
+    Activation, DropoutMode, InputSpec, Layer, LayerInfo, LayerKind, Model, PoolKind,
+};
+use crate::rng;
+use crate::shaders::Shader;
+use crate::tensor::Tensor;
+
+const F32: u64 = 4;
+
+/// A model whose weights live on the GPU, ready to run forward passes.
+pub struct GpuModel {
+    ctx: Arc<Context>,
+    input: InputSpec,
+    layers: Vec<Layer>,
+    infos: Vec<LayerInfo>,
+    weights: Vec<LayerWeights>,
+    pipelines: HashMap<(Shader, &'static str), wgpu::ComputePipeline>,
+    dummy: wgpu::Buffer,
+    plans: HashMap<PlanKey, Plan>,
+    wg: u32,
+    weight_bytes: u64,
+}
+
+#[derive(Default)]
+struct LayerWeights {
+    /// The kernel, split along its first axis when it exceeds one binding.
+    kernel: Vec<Chunk>,
+    recurrent: Option<wgpu::Buffer>,
+    bias: Option<wgpu::Buffer>,
+}
+
+struct Chunk {
+    buffer: wgpu::Buffer,
+    k_offset: u32,
+    k_len: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PlanKey {
+    batch: usize,
+    steps: usize,
+    capture: bool,
+    training: bool,
+}
+
+/// One dispatch, before physical buffers exist.
+struct OpDesc {
+    stage: usize,
+    shader: Shader,
+    entry: &'static str,
+    /// `(binding, resource)` in binding order.
+    bindings: Vec<(u32, Res)>,
+    groups: (u32, u32, u32),
+    /// Index into `dropouts` when the uniform carries a per-call seed.
+    dropout: Option<usize>,
+}
+
+#[derive(Clone)]
+enum Res {
+    Uniform(Vec<u8>),
+    Virtual(usize),
+    Weight { layer: usize, part: WeightPart },
+    Dummy,
+    Ones,
+}
+
+#[derive(Clone, Copy)]
+enum WeightPart {
+    KernelChunk(usize),
+    Recurrent,
+    Bias,
+}
+
+struct VBuf {
+    bytes: u64,
+    label: String,
+    first: usize,
+    last: usize,
+}
+
+struct StageDesc {
+    name: String,
+    flops: u64,
+    bytes: u64,
+}
+
+struct Readback {
+    what: ReadWhat,
+    source: usize,
+    bytes: u64,
+    staging: wgpu::Buffer,
+}
+
+enum ReadWhat {
+    Output(Vec<usize>),
+    Layer(String, Vec<usize>),
+    Mask,
+}
+
+struct Plan {
+    buffers: Vec<wgpu::Buffer>,
+    input: usize,
+    stages: Vec<(StageDesc, Vec<Dispatch>)>,
+    dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
+    readbacks: Vec<Readback>,
+    bytes: u64,
+}
+
+struct Dispatch {
+    pipeline: (Shader, &'static str),
+    bind_group: wgpu::BindGroup,
+    groups: (u32, u32, u32),
+}
+
+/// Builder state while planning one shape.
+struct Planner<'a> {
+    model: &'a GpuModel,
+    batch: usize,
+    steps: usize,
+    vbufs: Vec<VBuf>,
+    ops: Vec<OpDesc>,
+    stages: Vec<StageDesc>,
+    dropouts: Vec<(DropoutParams, usize)>,
+}
+
+impl GpuModel {
+    /// Uploads the weights and compiles every pipeline the model needs.
+    pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
+        let limits = ctx.limits().clone();
+        let wg = 64
+            .min(limits.max_compute_invocations_per_workgroup)
+            .min(limits.max_compute_workgroup_size_x)
+            .max(1);
+        if wg < 64 {
+            log::warn!("workgroup size reduced to {wg} to fit the device limits");
+        }
+        let dummy = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("cnn-lstm unused binding"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let mut gm = GpuModel {
+            ctx: Arc::clone(&ctx),
+            input: model.input().clone(),
+            layers: model.layers().to_vec(),
+            infos: model.infos().to_vec(),
+            weights: Vec::new(),
+            pipelines: HashMap::new(),
+            dummy,
+            plans: HashMap::new(),
+            wg,
+            weight_bytes: 0,
+        };
+        for (index, layer) in model.layers().iter().enumerate() {
+            let w = gm.upload_weights(model, index, layer)?;
+            gm.weights.push(w);
+        }
+        gm.create_pipelines()?;
+        Ok(gm)
+    }
+
+    /// The context this model runs on.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Bytes of weights on the GPU.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Bytes of activation and scratch buffers the plan for `(batch, steps)`
+    /// allocates, once a forward of that shape has run.
+    pub fn plan_bytes(&self, batch: usize, steps: usize) -> Option<u64> {
+        self.plans.iter().find(|(k, _)| k.batch == batch && k.steps == steps).map(|(_, p)| p.bytes)
+    }
+
+    fn upload_weights(
+        &mut self,
+        model: &Model,
+        index: usize,
+        layer: &Layer,
+    ) -> Result<LayerWeights> {
+        let mut w = LayerWeights::default();
+        let kernel_shape = match &layer.kind {
+            LayerKind::Conv2D(_) | LayerKind::Dense(_) | LayerKind::Lstm(_) => {
+                model.weight(index, "kernel").map(|t| t.shape().to_vec())
+            }
+            _ => None,
+        };
+        let Some(kshape) = kernel_shape else { return Ok(w) };
+        let kernel = model.weight(index, "kernel").ok_or_else(|| {
+            Error::weights(format!("{}/kernel", layer.name), "missing from the model")
+        })?;
+        let is_gemm = !matches!(layer.kind, LayerKind::Conv2D(_));
+        let max_binding = self.ctx.limits().max_storage_buffer_binding_size;
+        let max_buffer = self.ctx.limits().max_buffer_size;
+        let limit = max_binding.min(max_buffer);
+        if is_gemm {
+            // Split [K, N] into row chunks that each fit one binding.
+            let (k, n) = (kshape[0], kshape[1]);
+            let row_bytes = n as u64 * F32;
+            if row_bytes > limit {
+                return Err(Error::LimitExceeded {
+                    what: format!("one row of {}/kernel ({n} columns)", layer.name),
+                    limit: "max_storage_buffer_binding_size".into(),
+                    needed: row_bytes,
+                    allowed: limit,
+                });
+            }
+            let rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            let mut start = 0;
+            while start < k {
+                let len = rows_per_chunk.min(k - start);
+                let data = &kernel.data()[start * n..(start + len) * n];
+                let label = format!("{}/kernel[{start}..{}]", layer.name, start + len);
+                let buffer = self.storage_init(&label, bytemuck::cast_slice(data))?;
+                w.kernel.push(Chunk { buffer, k_offset: start as u32, k_len: len as u32 });
+                start += len;
+            }
+            if w.kernel.len() > 1 {
+                log::debug!("{}/kernel split into {} chunks", layer.name, w.kernel.len());
+            }
+        } else {
+            let label = format!("{}/kernel", layer.name);
+            let buffer = self.storage_checked(&label, bytemuck::cast_slice(kernel.data()))?;
+            w.kernel.push(Chunk { buffer, k_offset: 0, k_len: 0 });
+        }
+        if let Some(r) = model.weight(index, "recurrent_kernel") {
+            let label = format!("{}/recurrent_kernel", layer.name);
+            w.recurrent = Some(self.storage_checked(&label, bytemuck::cast_slice(r.data()))?);
+        }
+        if let Some(b) = model.weight(index, "bias") {
+            let label = format!("{}/bias", layer.name);
+            w.bias = Some(self.storage_checked(&label, bytemuck::cast_slice(b.data()))?);
+        }
+        Ok(w)
+    }
+
+    fn storage_checked(&mut self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        let limit = self.ctx.limits().max_storage_buffer_binding_size;
+        if bytes.len() as u64 > limit {
+            return Err(Error::LimitExceeded {
+                what: label.to_string(),
+                limit: "max_storage_buffer_binding_size".into(),
+                needed: bytes.len() as u64,
+                allowed: limit,
+            });
+        }
+        self.storage_init(label, bytes)
+    }
+
+    fn storage_init(&mut self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
+        self.weight_bytes += bytes.len() as u64;
+        let device = &self.ctx.device;
+        self.ctx.scoped(label, bytes.len() as u64, || {
+            device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            })
+        })
+    }
+
+    fn create_pipelines(&mut self) -> Result<()> {
+        let mut wanted: Vec<(Shader, &'static str)> = Vec::new();
+        let matmul = match self.ctx.matmul_variant() {
+            MatmulVariant::Register => Shader::MatmulRegister,
+            MatmulVariant::Tiled => Shader::MatmulTiled,
+        };
+        for layer in &self.layers {
+            match &layer.kind {
+                LayerKind::Masking { .. } => {
+                    wanted.push((Shader::Masking, "timestep_mask"));
+                    wanted.push((Shader::Masking, "apply_mask"));
+                }
+                LayerKind::Conv2D(_) => wanted.push((Shader::Conv2D, "main")),
+                LayerKind::Pool2D(_) => wanted.push((Shader::Pool2D, "main")),
+                LayerKind::SpatialDropout { .. } | LayerKind::Dropout { .. } => {
+                    wanted.push((Shader::Dropout, "main"))
+                }
+                LayerKind::Dense(d) => {
+                    wanted.push((matmul, "main"));
+                    if d.activation == Activation::Softmax {
+                        wanted.push((Shader::Softmax, "main"));
+                    }
+                }
+                LayerKind::Lstm(_) => {
+                    wanted.push((matmul, "main"));
+                    wanted.push((Shader::LstmRecurrence, "main"));
+                }
+                LayerKind::Flatten | LayerKind::Reshape { .. } => {}
+            }
+        }
+        for key in wanted {
+            if self.pipelines.contains_key(&key) {
+                continue;
+            }
+            let pipeline = self.create_pipeline(key.0, key.1)?;
+            self.pipelines.insert(key, pipeline);
+        }
+        Ok(())
+    }
+
+    fn create_pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+    ) -> Result<wgpu::ComputePipeline> {
+        let device = &self.ctx.device;
+        let label = format!("{}::{entry}", shader.name());
+        let source = shader.source();
+        let module = self
+            .ctx
+            .scoped(&label, 0, || {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.name()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                })
+            })
+            .map_err(|e| Error::ShaderCompilation {
+                shader: label.clone(),
+                message: e.to_string(),
+            })?;
+        log::trace!("compiled shader {label}");
+        let constants: Vec<(&str, f64)> = match shader {
+            Shader::MatmulTiled => Vec::new(),
+            _ => vec![("WG", f64::from(self.wg))],
+        };
+        self.ctx.scoped(&label, 0, || {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })
+    }
+
+    /// Runs the model on `input` `[B, T, ...frame]`.
+    ///
+    /// The first call for a shape plans buffers and bind groups; later calls
+    /// with the same `(B, T)` allocate nothing and record one submission.
+    pub fn forward(&mut self, input: &Tensor, opts: &RunOptions) -> Result<Forward> {
+        self.run(input, opts, false)
+    }
+
+    /// Like [`GpuModel::forward`], but submits each stage separately and
+    /// waits for it, so `Forward::timings` holds the wall time of each stage
+    /// (the fallback where timestamp queries are unavailable). Slower.
+    pub fn forward_profiled(&mut self, input: &Tensor, opts: &RunOptions) -> Result<Forward> {
+        self.run(input, opts, true)
+    }
+
+    fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
+        let (batch, steps) = check_input(&self.input, input.shape())?;
+        let key = PlanKey { batch, steps, capture: opts.capture_layers, training: opts.training };
+        if !self.plans.contains_key(&key) {
+            let plan = self.plan(key)?;
+            log::debug!(
+                "plan for B={batch} T={steps}: {} stages, {} dispatches, {} buffers, {} bytes",
+                plan.stages.len(),
+                plan.stages.iter().map(|s| s.1.len()).sum::<usize>(),
+                plan.buffers.len(),
+                plan.bytes
+            );
+            self.plans.insert(key, plan);
+        }
+        let plan = self.plans.get(&key).ok_or_else(|| Error::Map("plan vanished".into()))?;
+        execute(&self.ctx, &self.pipelines, plan, input, opts, profile)
+    }
+
+    fn plan(&self, key: PlanKey) -> Result<Plan> {
+        let mut p = Planner {
+            model: self,
+            batch: key.batch,
+            steps: key.steps,
+            vbufs: Vec::new(),
+            ops: Vec::new(),
+            stages: Vec::new(),
+            dropouts: Vec::new(),
+        };
+        let (output, reads) = p.build(key)?;
+        p.materialize(output, reads)
+    }
+}
+
+fn check_input(spec: &InputSpec, shape: &[usize]) -> Result<(usize, usize)> {
+    let frame = &spec.frame;
+    if shape.len() != frame.len() + 2 || shape[2..] != frame[..] {
+        return Err(Error::input(
+            "shape",
+            format!(
+                "[B, T, {}]",
+                frame.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            crate::tensor::shape_str(shape),
+        ));
+    }
+    if shape[0] == 0 || shape[1] == 0 {
+        return Err(Error::input(
+            "batch and time",
+            "B >= 1 and T >= 1",
+            crate::tensor::shape_str(shape),
+        ));
+    }
+    if let Some(t) = spec.time_steps {
+        if t != shape[1] {
+            return Err(Error::input("timesteps", format!("T = {t}"), format!("T = {}", shape[1])));
+        }
+    }
+    Ok((shape[0], shape[1]))
+}
+
+impl Planner<'_> {
+    fn vbuf(&mut self, label: String, elements: usize) -> Result<usize> {
+        let bytes = (elements.max(1) as u64) * F32;
+        let limits = self.model.ctx.limits();
+        let allowed = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        if bytes > allowed {
+            return Err(Error::LimitExceeded {
+                what: format!("{label} for batch {} x {} timesteps", self.batch, self.steps),
+                limit: "max_storage_buffer_binding_size".into(),
+                needed: bytes,
+                allowed,
+            });
+        }
+        let at = self.ops.len();
+        self.vbufs.push(VBuf { bytes, label, first: at, last: at });
+        Ok(self.vbufs.len() - 1)
+    }
+
+    fn stage(&mut self, name: String, flops: u64, bytes: u64) -> usize {
+        self.stages.push(StageDesc { name, flops, bytes });
+        self.stages.len() - 1
+    }
+
+    /// Grid for `n` invocations of a flat kernel: `(gx, gy, groups_x)`.
+    fn grid(&self, n: usize, what: &str) -> Result<(u32, u32, u32)> {
+        let wg = self.model.wg as u64;
+        let max = u64::from(self.model.ctx.limits().max_compute_workgroups_per_dimension).max(1);
+        let groups = (n as u64).div_ceil(wg).max(1);
+        let gx = groups.min(max);
+        let gy = groups.div_ceil(gx);
+        if gy > max {
+            return Err(Error::LimitExceeded {
+                what: format!("{what}: {n} invocations"),
+                limit: "max_compute_workgroups_per_dimension squared".into(),
+                needed: groups,
+                allowed: max * max,
+            });
+        }
+        Ok((gx as u32, gy as u32, gx as u32))
+    }
+
+    fn op(
+        &mut self,
+        stage: usize,
+        shader: Shader,
+        entry: &'static str,
+        bindings: Vec<(u32, Res)>,
+        groups: (u32, u32, u32),
+    ) {
+        let at = self.ops.len();
+        for (_, r) in &bindings {
+            if let Res::Virtual(v) = r {
+                self.vbufs[*v].last = at;
+            }
+        }
+        self.ops.push(OpDesc { stage, shader, entry, bindings, groups, dropout: None });
+    }
+
+    /// Records `c[m, n] = act(a[m, k] x kernel + bias)` for layer `layer`,
+    /// one dispatch per weight chunk (and per row block on the tiled variant).
+    fn matmul(
+        &mut self,
+        stage: usize,
+        layer: usize,
+        (a, c): (usize, usize),
+        (m, k, n): (usize, usize, usize),
+        act: Activation,
+    ) -> Result<()> {
+        let chunks = self.model.weights[layer].kernel.len();
+        let has_bias = self.model.weights[layer].bias.is_some();
+        let tiled = self.model.ctx.matmul_variant() == MatmulVariant::Tiled;
+        for (ci, chunk) in self.model.weights[layer].kernel.iter().enumerate() {
+            let base = MatmulParams {
+                m: m as u32,
+                n: n as u32,
+                lda: k as u32,
+                k_offset: chunk.k_offset,
+                k_len: chunk.k_len,
+                first_chunk: u32::from(ci == 0),
+                last_chunk: u32::from(ci + 1 == chunks),
+                has_bias: u32::from(has_bias),
+                act: act.code(),
+                groups_x: 0,
+                row_offset: 0,
+                _pad: 0,
+            };
+            let bias =
+                if has_bias { Res::Weight { layer, part: WeightPart::Bias } } else { Res::Dummy };
+            let weight = Res::Weight { layer, part: WeightPart::KernelChunk(ci) };
+            if tiled {
+                let max = self.model.ctx.limits().max_compute_workgroups_per_dimension as usize;
+                let gx = n.div_ceil(16);
+                if gx > max {
+                    return Err(Error::LimitExceeded {
+                        what: format!("GEMM with {n} output columns"),
+                        limit: "max_compute_workgroups_per_dimension".into(),
+                        needed: gx as u64,
+                        allowed: max as u64,
+                    });
+                }
+                let rows_per = max.max(1) * 16;
+                let mut row = 0;
+                while row < m {
+                    let rows = rows_per.min(m - row);
+                    let params = MatmulParams { row_offset: row as u32, ..base };
+                    let bindings = vec![
+                        (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                        (1, Res::Virtual(a)),
+                        (2, weight.clone()),
+                        (3, bias.clone()),
+                        (4, Res::Virtual(c)),
+                    ];
+                    self.op(
+                        stage,
+                        Shader::MatmulTiled,
+                        "main",
+                        bindings,
+                        (gx as u32, rows.div_ceil(16) as u32, 1),
+                    );
+                    row += rows;
+                }
+            } else {
+                let tiles = m.div_ceil(4) * n.div_ceil(4);
+                let (gx, gy, groups_x) = self.grid(tiles, "GEMM")?;
+                let params = MatmulParams { groups_x, ..base };
+                let bindings = vec![
+                    (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                    (1, Res::Virtual(a)),
+                    (2, weight),
+                    (3, bias),
+                    (4, Res::Virtual(c)),
+                ];
+                self.op(stage, Shader::MatmulRegister, "main", bindings, (gx, gy, 1));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records every layer. Returns the output virtual buffer and what to read back.
+    fn build(&mut self, key: PlanKey) -> Result<(usize, Vec<(ReadWhat, usize)>)> {
+        let (b, t) = (self.batch, self.steps);
+        let frame_len: usize = self.model.input.frame.iter().product();
+        let mut value = self.vbuf("input".into(), b * t * frame_len)?;
+        let input = value;
+        let mut mask: Option<usize> = None;
+        let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
+        let model = self.model;
+        for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
+            let steps = if info.input.timed { t } else { 1 };
+            let in_len = info.input.elements();
+            let out_steps = if info.output.timed { t } else { 1 };
+            let name = layer.name.clone();
+            match &layer.kind {
+                LayerKind::Masking { mask_value } => {
+                    let stage = self.stage(
+                        name.clone(),
+                        (b * t * in_len) as u64,
+                        (2 * b * t * in_len) as u64 * F32,
+                    );
+                    let m = self.vbuf(format!("{name}/mask"), b * t)?;
+                    let y = self.vbuf(format!("{name}/output"), b * t * in_len)?;
+                    let (gx, gy, groups_x) = self.grid(b * t, &name)?;
+                    let params = MaskParams {
+                        frames: (b * t) as u32,
+                        frame_len: in_len as u32,
+                        mask_value: *mask_value,
+                        groups_x,
+                    };
+                    self.op(
+                        stage,
+                        Shader::Masking,
+                        "timestep_mask",
+                        vec![
+                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (1, Res::Virtual(value)),
+                            (2, Res::Virtual(m)),
+                        ],
+                        (gx, gy, 1),
+                    );
+                    let (gx, gy, groups_x) = self.grid(b * t * in_len, &name)?;
+                    let params = MaskParams { groups_x, ..params };
+                    self.op(
+                        stage,
+                        Shader::Masking,
+                        "apply_mask",
+                        vec![
+                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (1, Res::Virtual(value)),
+                            (2, Res::Virtual(m)),
+                            (3, Res::Virtual(y)),
+                        ],
+                        (gx, gy, 1),
+                    );
+                    mask = Some(m);
+                    value = y;
+                }
+                LayerKind::Conv2D(c) => {
+                    let (h, w, cin) = (info.input.dims[0], info.input.dims[1], info.input.dims[2]);
+                    let (oh, ow) = (info.output.dims[0], info.output.dims[1]);
+                    let kh = (c.kernel.0 - 1) * c.dilation.0 + 1;
+                    let kw = (c.kernel.1 - 1) * c.dilation.1 + 1;
+                    let (_, pt) = c.padding.resolve(h, kh, c.strides.0).unwrap_or((0, 0));
+                    let (_, pl) = c.padding.resolve(w, kw, c.strides.1).unwrap_or((0, 0));
+                    let n = b * t;
+                    let outputs = n * oh * ow * c.filters;
+                    let flops = 2 * outputs as u64 * (c.kernel.0 * c.kernel.1 * cin) as u64;
+                    let bytes = (n * (h * w * cin + oh * ow * c.filters)) as u64 * F32;
+                    let stage = self.stage(name.clone(), flops, bytes);
+                    let y = self.vbuf(format!("{name}/output"), outputs)?;
+                    let (gx, gy, groups_x) = self.grid(outputs, &name)?;
+                    let params = ConvParams {
+                        n: n as u32,
+                        h: h as u32,
+                        w: w as u32,
+                        cin: cin as u32,
+                        oh: oh as u32,
+                        ow: ow as u32,
+                        cout: c.filters as u32,
+                        kh: c.kernel.0 as u32,
+                        kw: c.kernel.1 as u32,
+                        sh: c.strides.0 as u32,
+                        sw: c.strides.1 as u32,
+                        dh: c.dilation.0 as u32,
+                        dw: c.dilation.1 as u32,
+                        pad_top: pt as u32,
+                        pad_left: pl as u32,
+                        act: c.activation.code(),
+                        has_bias: u32::from(c.use_bias),
+                        groups_x,
+                        _pad: [0; 2],
+                    };
+                    let bias = if c.use_bias {
+                        Res::Weight { layer: li, part: WeightPart::Bias }
+                    } else {
+                        Res::Dummy
+                    };
+                    self.op(
+                        stage,
+                        Shader::Conv2D,
+                        "main",
+                        vec![
+                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (1, Res::Virtual(value)),
+                            (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
+                            (3, bias),
+                            (4, Res::Virtual(y)),
+                        ],
+                        (gx, gy, 1),
+                    );
+                    value = y;
+                }
+                LayerKind::Pool2D(pl) => {
+                    let (h, w, ch) = (info.input.dims[0], info.input.dims[1], info.input.dims[2]);
+                    let (oh, ow) = (info.output.dims[0], info.output.dims[1]);
+                    let (_, pt) = pl.padding.resolve(h, pl.pool.0, pl.strides.0).unwrap_or((0, 0));
+                    let (_, pleft) =
+                        pl.padding.resolve(w, pl.pool.1, pl.strides.1).unwrap_or((0, 0));
+                    let n = b * t;
+                    let outputs = n * oh * ow * ch;
+                    let stage = self.stage(
+                        name.clone(),
+                        (outputs * pl.pool.0 * pl.pool.1) as u64,
+                        (n * h * w * ch + outputs) as u64 * F32,
+                    );
+                    let y = self.vbuf(format!("{name}/output"), outputs)?;
+                    let (gx, gy, groups_x) = self.grid(outputs, &name)?;
+                    let params = PoolParams {
+                        n: n as u32,
+                        h: h as u32,
+                        w: w as u32,
+                        c: ch as u32,
+                        oh: oh as u32,
+                        ow: ow as u32,
+                        ph: pl.pool.0 as u32,
+                        pw: pl.pool.1 as u32,
+                        sh: pl.strides.0 as u32,
+                        sw: pl.strides.1 as u32,
+                        pad_top: pt as u32,
+                        pad_left: pleft as u32,
+                        is_max: u32::from(pl.kind == PoolKind::Max),
+                        groups_x,
+                        _pad: [0; 2],
+                    };
+                    self.op(
+                        stage,
+                        Shader::Pool2D,
+                        "main",
+                        vec![
+                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (1, Res::Virtual(value)),
+                            (2, Res::Virtual(y)),
+                        ],
+                        (gx, gy, 1),
+                    );
+                    value = y;
+                }
+                LayerKind::SpatialDropout { rate, mode } if key.training => {
+                    let channels = *info.input.dims.last().unwrap_or(&1);
+                    let mode = match mode {
+                        DropoutMode::PerTimestep => 0,
+                        DropoutMode::PerSample => 1,
+                    };
+                    value =
+                        self.dropout(li, &name, value, b, steps, in_len, channels, mode, *rate)?;
+                }
+                LayerKind::Dropout { rate } if key.training => {
+                    value = self.dropout(li, &name, value, b, steps, in_len, 1, 2, *rate)?;
+                }
+                LayerKind::SpatialDropout { .. }
+                | LayerKind::Dropout { .. }
+                | LayerKind::Flatten
+                | LayerKind::Reshape { .. } => {
+                    // The identity on the buffer: the value is aliased.
+                }
+                LayerKind::Dense(d) => {
+                    let k = *info.input.dims.last().unwrap_or(&1);
+                    let rows = b * steps * (in_len / k.max(1));
+                    let stage = self.stage(
+                        name.clone(),
+                        2 * (rows * k * d.units) as u64,
+                        ((rows * k) + k * d.units + rows * d.units) as u64 * F32,
+                    );
+                    let y = self.vbuf(format!("{name}/output"), rows * d.units)?;
+                    let act = if d.activation == Activation::Softmax {
+                        Activation::Linear
+                    } else {
+                        d.activation
+                    };
+                    self.matmul(stage, li, (value, y), (rows, k, d.units), act)?;
+                    if d.activation == Activation::Softmax {
+                        let (gx, gy, groups_x) = self.grid(rows, &name)?;
+                        let params = SoftmaxParams {
+                            rows: rows as u32,
+                            cols: d.units as u32,
+                            groups_x,
+                            _pad: 0,
+                        };
+                        self.op(
+                            stage,
+                            Shader::Softmax,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (1, Res::Virtual(y)),
+                            ],
+                            (gx, gy, 1),
+                        );
+                    }
+                    value = y;
+                }
+                LayerKind::Lstm(l) => {
+                    let f = in_len;
+                    let u = l.units;
+                    let rows = b * t;
+                    let proj = self.stage(
+                        format!("{name}/input_projection"),
+                        2 * (rows * f * 4 * u) as u64,
+                        (rows * f + f * 4 * u + rows * 4 * u) as u64 * F32,
+                    );
+                    let xproj = self.vbuf(format!("{name}/xproj"), rows * 4 * u)?;
+                    self.matmul(proj, li, (value, xproj), (rows, f, 4 * u), Activation::Linear)?;
+                    let rec = self.stage(
+                        format!("{name}/recurrence"),
+                        2 * (rows * u * 4 * u) as u64,
+                        (u * 4 * u + rows * 5 * u) as u64 * F32,
+                    );
+                    let state = self.vbuf(format!("{name}/state"), b * 7 * u)?;
+                    let seq = self.vbuf(format!("{name}/sequence"), rows * u)?;
+                    let last = self.vbuf(format!("{name}/last"), b * u)?;
+                    let cseq = self.vbuf(format!("{name}/cell_states"), rows * u)?;
+                    let params = LstmParams {
+                        batch: b as u32,
+                        steps: t as u32,
+                        units: u as u32,
+                        act: l.activation.code(),
+                        rec_act: l.recurrent_activation.code(),
+                        zero_output_for_mask: u32::from(l.zero_output_for_mask),
+                        write_seq: u32::from(l.return_sequences),
+                        _pad: 0,
+                    };
+                    let mask_res = mask.map_or(Res::Ones, Res::Virtual);
+                    self.op(
+                        rec,
+                        Shader::LstmRecurrence,
+                        "main",
+                        vec![
+                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (1, Res::Virtual(xproj)),
+                            (2, Res::Weight { layer: li, part: WeightPart::Recurrent }),
+                            (3, mask_res),
+                            (4, Res::Virtual(state)),
+                            (5, Res::Virtual(seq)),
+                            (6, Res::Virtual(last)),
+                            (7, Res::Virtual(cseq)),
+                        ],
+                        (b as u32, 1, 1),
+                    );
+                    value = if l.return_sequences { seq } else { last };
+                    if !l.return_sequences {
+                        mask = None;
+                    }
+                }
+            }
+            if key.capture {
+                reads.push((
+                    ReadWhat::Layer(name.clone(), info.output.with_batch(b, out_steps)),
+                    value,
+                ));
+                if info.has_mask {
+                    if let Some(m) = mask {
+                        reads.push((ReadWhat::Mask, m));
+                    }
+                }
+            }
+        }
+        let shape = match model.infos.last() {
+            Some(i) => i.output.with_batch(b, t),
+            None => {
+                let mut s = vec![b, t];
+                s.extend_from_slice(&model.input.frame);
+                s
+            }
+        };
+        reads.push((ReadWhat::Output(shape), value));
+        let _ = input;
+        Ok((input, reads))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dropout(
+        &mut self,
+        li: usize,
+        name: &str,
+        x: usize,
+        b: usize,
+        steps: usize,
+        step_len: usize,
+        channels: usize,
+        mode: u32,
+        rate: f64,
+    ) -> Result<usize> {
+        let n = b * steps * step_len;
+        let stage = self.stage(name.to_string(), n as u64, 2 * n as u64 * F32);
+        let y = self.vbuf(format!("{name}/output"), n)?;
+        let (gx, gy, groups_x) = self.grid(n, name)?;
+        let params = DropoutParams {
+            batch: b as u32,
+            steps: steps as u32,
+            step_len: step_len as u32,
+            channels: channels as u32,
+            mode,
+            seed: 0,
+            threshold: rng::drop_threshold(rate),
+            scale: rng::keep_scale(rate),
+            groups_x,
+            _pad: [0; 3],
+        };
+        self.op(
+            stage,
+            Shader::Dropout,
+            "main",
+            vec![
+                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                (1, Res::Virtual(x)),
+                (2, Res::Virtual(y)),
+            ],
+            (gx, gy, 1),
+        );
+        self.dropouts.push((params, li));
+        if let Some(op) = self.ops.last_mut() {
+            op.dropout = Some(self.dropouts.len() - 1);
+        }
+        Ok(y)
+    }
+
+    /// Assigns physical buffers and creates bind groups and staging buffers.
+    fn materialize(mut self, input: usize, reads: Vec<(ReadWhat, usize)>) -> Result<Plan> {
+        let model = self.model;
+        let ctx = &model.ctx;
+        let device = &ctx.device;
+        // Values read back live to the end; so does the input (written first).
+        let end = self.ops.len();
+        for (_, v) in &reads {
+            self.vbufs[*v].last = end;
+        }
+        self.vbufs[input].first = 0;
+
+        // Greedy assignment: a physical buffer is free once its last virtual
+        // buffer is dead. Best fit by size, else a new buffer.
+        let mut phys_size: Vec<u64> = Vec::new();
+        let mut phys_free_at: Vec<usize> = Vec::new();
+        let mut assign = vec![0usize; self.vbufs.len()];
+        let mut order: Vec<usize> = (0..self.vbufs.len()).collect();
+        order.sort_by_key(|&v| self.vbufs[v].first);
+        for v in order {
+            let vb = &self.vbufs[v];
+            let candidate = (0..phys_size.len())
+                .filter(|&p| phys_free_at[p] < vb.first && phys_size[p] >= vb.bytes)
+                .min_by_key(|&p| phys_size[p]);
+            let p = match candidate {
+                Some(p) => p,
+                None => {
+                    phys_size.push(vb.bytes);
+                    phys_free_at.push(0);
+                    phys_size.len() - 1
+                }
+            };
+            phys_free_at[p] = vb.last;
+            assign[v] = p;
+        }
+        let total: u64 = phys_size.iter().sum();
+        let mut buffers = Vec::with_capacity(phys_size.len());
+        for (p, size) in phys_size.iter().enumerate() {
+            let names: Vec<&str> = self
+                .vbufs
+                .iter()
+                .zip(&assign)
+                .filter(|(_, a)| **a == p)
+                .map(|(v, _)| v.label.as_str())
+                .collect();
+            let label = format!("activations {p} ({})", names.join(", "));
+            let buffer = ctx.scoped(&label, *size, || {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&label),
+                    size: *size,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_DST
+                        | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                })
+            })?;
+            buffers.push(buffer);
+        }
+        let ones_len = self.batch * self.steps;
+        let ones = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("all-valid timestep mask"),
+            contents: bytemuck::cast_slice(&vec![1u32; ones_len]),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+
+        let mut dropout_uniforms = Vec::new();
+        let mut stages: Vec<(StageDesc, Vec<Dispatch>)> =
+            self.stages.drain(..).map(|s| (s, Vec::new())).collect();
+        for op in &self.ops {
+            let label = format!("{} {}", stages[op.stage].0.name, op.shader.name());
+            let pipeline =
+                model.pipelines.get(&(op.shader, op.entry)).ok_or_else(|| Error::Validation {
+                    label: label.clone(),
+                    message: "pipeline was not created".into(),
+                })?;
+            let layout = pipeline.get_bind_group_layout(0);
+            let mut uniforms: Vec<(u32, wgpu::Buffer)> = Vec::new();
+            for (binding, r) in &op.bindings {
+                if let Res::Uniform(bytes) = r {
+                    let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+                    let buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(&label),
+                        contents: bytes,
+                        usage,
+                    });
+                    uniforms.push((*binding, buf));
+                }
+            }
+            let mut entries = Vec::new();
+            for (binding, r) in &op.bindings {
+                let buffer: &wgpu::Buffer = match r {
+                    Res::Uniform(_) => match uniforms.iter().find(|(b, _)| b == binding) {
+                        Some((_, buf)) => buf,
+                        None => continue,
+                    },
+                    Res::Virtual(v) => &buffers[assign[*v]],
+                    Res::Dummy => &model.dummy,
+                    Res::Ones => &ones,
+                    Res::Weight { layer, part } => {
+                        let w = &model.weights[*layer];
+                        let found = match part {
+                            WeightPart::KernelChunk(c) => w.kernel.get(*c).map(|c| &c.buffer),
+                            WeightPart::Recurrent => w.recurrent.as_ref(),
+                            WeightPart::Bias => w.bias.as_ref(),
+                        };
+                        found.ok_or_else(|| Error::Validation {
+                            label: label.clone(),
+                            message: "weight buffer missing".into(),
+                        })?
+                    }
+                };
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                });
+            }
+            let bind_group = ctx.scoped(&label, 0, || {
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&label),
+                    layout: &layout,
+                    entries: &entries,
+                })
+            })?;
+            if let Some(d) = op.dropout {
+                if let Some((_, buf)) = uniforms.first() {
+                    let (params, layer) = self.dropouts[d];
+                    dropout_uniforms.push((buf.clone(), params, layer));
+                }
+            }
+            stages[op.stage].1.push(Dispatch {
+                pipeline: (op.shader, op.entry),
+                bind_group,
+                groups: op.groups,
+            });
+        }
+
+        let mut readbacks = Vec::new();
+        for (what, v) in reads {
+            let bytes = self.vbufs[v].bytes;
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            readbacks.push(Readback { what, source: assign[v], bytes, staging });
+        }
+        Ok(Plan {
+            buffers,
+            input: assign[input],
+            stages,
+            dropouts: dropout_uniforms,
+            readbacks,
+            bytes: total,
+        })
+    }
+}
+
+fn execute(
+    ctx: &Context,
+    pipelines: &HashMap<(Shader, &'static str), wgpu::ComputePipeline>,
+    plan: &Plan,
+    input: &Tensor,
+    opts: &RunOptions,
+    profile: bool,
+) -> Result<Forward> {
+    ctx.check_faults("forward")?;
+    let started = Instant::now();
+    ctx.queue.write_buffer(&plan.buffers[plan.input], 0, bytemuck::cast_slice(input.data()));
+    for (buf, params, layer) in &plan.dropouts {
+        let p = DropoutParams { seed: rng::layer_seed(opts.seed, *layer), ..*params };
+        ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(&p));
+    }
+
+    let mut timings = Vec::new();
+    let record = |encoder: &mut wgpu::CommandEncoder, stage: &(StageDesc, Vec<Dispatch>)| {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&stage.0.name),
+            timestamp_writes: None,
+        });
+        for d in &stage.1 {
+            if let Some(p) = pipelines.get(&d.pipeline) {
+                pass.set_pipeline(p);
+                pass.set_bind_group(0, &d.bind_group, &[]);
+                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+            }
+        }
+    };
+    let new_encoder = |label: &str| {
+        ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
+    };
+    let copy_out = |encoder: &mut wgpu::CommandEncoder| {
+        for r in &plan.readbacks {
+            encoder.copy_buffer_to_buffer(&plan.buffers[r.source], 0, &r.staging, 0, r.bytes);
+        }
+    };
+    if profile {
+        for stage in &plan.stages {
+            let t0 = Instant::now();
+            ctx.scoped(&stage.0.name, 0, || {
+                let mut encoder = new_encoder(&stage.0.name);
+                record(&mut encoder, stage);
+                ctx.queue.submit([encoder.finish()]);
+            })?;
+            ctx.wait(&stage.0.name)?;
+            timings.push(timing(&stage.0, t0.elapsed()));
+        }
+        let mut encoder = new_encoder("readback");
+        copy_out(&mut encoder);
+        ctx.scoped("readback", 0, || ctx.queue.submit([encoder.finish()]))?;
+    } else {
+        ctx.scoped("forward", 0, || {
+            let mut encoder = new_encoder("forward");
+            for stage in &plan.stages {
+                record(&mut encoder, stage);
+            }
+            copy_out(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+        })?;
+    }
+    let values = read_back(ctx, plan)?;
+    if !profile {
+        timings.push(StageTiming {
+            name: "total".into(),
+            time: started.elapsed(),
+            flops: plan.stages.iter().map(|s| s.0.flops).sum(),
+            bytes: plan.stages.iter().map(|s| s.0.bytes).sum(),
+        });
+    }
+
+    let mut output = None;
+    let mut layers: Vec<LayerOutput> = Vec::new();
+    for (r, data) in plan.readbacks.iter().zip(values) {
+        match &r.what {
+            ReadWhat::Output(shape) => output = Some(to_tensor(shape, data)?),
+            ReadWhat::Layer(name, shape) => layers.push(LayerOutput {
+                name: name.clone(),
+                value: to_tensor(shape, data)?,
+                mask: None,
+            }),
+            ReadWhat::Mask => {
+                if let Some(last) = layers.last_mut() {
+                    let n = last.value.shape()[0] * last.value.shape().get(1).copied().unwrap_or(1);
+                    let words: Vec<u32> = data.iter().take(n).map(|v| v.to_bits()).collect();
+                    last.mask = Some(words.iter().map(|w| u8::from(*w != 0)).collect());
+                }
+            }
+        }
+    }
+    let output = output.ok_or_else(|| Error::Map("the output was not read back".into()))?;
+    Ok(Forward { output, layers, timings })
+}
+
+fn timing(stage: &StageDesc, time: Duration) -> StageTiming {
+    StageTiming { name: stage.name.clone(), time, flops: stage.flops, bytes: stage.bytes }
+}
+
+fn to_tensor(shape: &[usize], mut data: Vec<f32>) -> Result<Tensor> {
+    data.truncate(shape.iter().product());
+    Tensor::new(shape.to_vec(), data)
+}
+
+/// Maps every staging buffer, waits once, copies the values out.
+fn read_back(ctx: &Context, plan: &Plan) -> Result<Vec<Vec<f32>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, r) in plan.readbacks.iter().enumerate() {
+        let tx = tx.clone();
+        r.staging.slice(..).map_async(wgpu::MapMode::Read, move |res| {
+            let _ = tx.send((i, res));
+        });
+    }
+    drop(tx);
+    ctx.wait("readback")?;
+    let mut failed = None;
+    for _ in 0..plan.readbacks.len() {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok((_, Ok(()))) => {}
+            Ok((i, Err(e))) => failed = Some(format!("buffer {i}: {e}")),
+            Err(_) => failed = Some("a map callback never ran".into()),
+        }
+    }
+    if let Some(message) = failed {
+        for r in &plan.readbacks {
+            r.staging.unmap();
+        }
+        ctx.check_faults("readback")?;
+        return Err(Error::Map(message));
+    }
+    let mut out = Vec::with_capacity(plan.readbacks.len());
+    for r in &plan.readbacks {
+        let values = {
+            let view =
+                r.staging.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        r.staging.unmap();
+        out.push(values);
+    }
+    Ok(out)
+}

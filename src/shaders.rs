@@ -1,0 +1,68 @@
+//! The WGSL sources of every kernel, compiled into the crate.
+//!
+//! Each kernel file in `shaders/` is prefixed with `shaders/common.wgsl`
+//! (activations, the dropout hash, grid helpers) to form one module. There
+//! is no templating: the composed text is what the device compiles, and
+//! `tests/shaders.rs` validates every composed module with naga on the CPU.
+
+/// Shared prelude of every kernel.
+pub const COMMON: &str = include_str!("../shaders/common.wgsl");
+
+/// One kernel module.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Masking,
+    Conv2D,
+    Pool2D,
+    Dropout,
+    MatmulRegister,
+    MatmulTiled,
+    Softmax,
+    LstmRecurrence,
+}
+
+impl Shader {
+    /// Every kernel module.
+    pub const ALL: [Shader; 8] = [
+        Shader::Masking,
+        Shader::Conv2D,
+        Shader::Pool2D,
+        Shader::Dropout,
+        Shader::MatmulRegister,
+        Shader::MatmulTiled,
+        Shader::Softmax,
+        Shader::LstmRecurrence,
+    ];
+
+    /// The file stem in `shaders/`, also the module's label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shader::Masking => "masking",
+            Shader::Conv2D => "conv2d",
+            Shader::Pool2D => "pool2d",
+            Shader::Dropout => "dropout",
+            Shader::MatmulRegister => "matmul_register",
+            Shader::MatmulTiled => "matmul_tiled",
+            Shader::Softmax => "softmax",
+            Shader::LstmRecurrence => "lstm_recurrence",
+        }
+    }
+
+    fn body(self) -> &'static str {
+        match self {
+            Shader::Masking => include_str!("../shaders/masking.wgsl"),
+            Shader::Conv2D => include_str!("../shaders/conv2d.wgsl"),
+            Shader::Pool2D => include_str!("../shaders/pool2d.wgsl"),
+            Shader::Dropout => include_str!("../shaders/dropout.wgsl"),
+            Shader::MatmulRegister => include_str!("../shaders/matmul_register.wgsl"),
+            Shader::MatmulTiled => include_str!("../shaders/matmul_tiled.wgsl"),
+            Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
+            Shader::LstmRecurrence => include_str!("../shaders/lstm_recurrence.wgsl"),
+        }
+    }
+
+    /// The composed WGSL source: the common prelude, then the kernel.
+    pub fn source(self) -> String {
+        format!("{COMMON}\n{}", self.body())
+    }
+}

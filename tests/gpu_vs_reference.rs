@@ -1,0 +1,332 @@
+//! Every kernel and whole models: GPU output against the CPU reference, on
+//! every adapter present and with both GEMM variants, layer by layer.
+
+mod gpu_util;
+
+use cnn_lstm::gpu::{GpuModel, MatmulVariant};
+use cnn_lstm::tolerance::{compare, Tolerance};
+use cnn_lstm::*;
+
+/// Deterministic pseudo-random values in [-scale, scale).
+fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (((s >> 40) as f32) / ((1u64 << 24) as f32) * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+/// Gives every weight seeded random values (biases too, unlike Keras's zeros,
+/// so bias handling is exercised).
+fn randomize(model: &mut Model, seed: u64) {
+    for (i, (layer, var, shape)) in model.weight_specs().into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let fan_in = if shape.len() > 1 { shape[..shape.len() - 1].iter().product() } else { 4 };
+        let scale = (3.0 / fan_in as f32).sqrt();
+        let t = Tensor::new(shape, values(seed + i as u64, n, scale)).unwrap();
+        model.set_weight(&layer, var, t).unwrap();
+    }
+}
+
+fn input(seed: u64, shape: &[usize]) -> Tensor {
+    let n = shape.iter().product();
+    Tensor::new(shape.to_vec(), values(seed, n, 1.0)).unwrap()
+}
+
+/// Zeroes whole frames: `masked` lists (b, t).
+fn mask_frames(x: &mut Tensor, masked: &[(usize, usize)]) {
+    let (t, frame) = (x.shape()[1], x.shape()[2..].iter().product::<usize>());
+    for &(b, s) in masked {
+        let at = (b * t + s) * frame;
+        x.data_mut()[at..at + frame].fill(0.0);
+    }
+}
+
+/// Runs `model` on the CPU and on every GPU context with both GEMM
+/// variants, and compares every layer's output and mask.
+fn check(model: &Model, x: &Tensor, opts: &RunOptions, tol: Tolerance) {
+    let opts = RunOptions { capture_layers: true, ..opts.clone() };
+    let want = reference::forward(model, x, &opts).unwrap();
+    let mut ran = 0;
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+        for ctx in gpu_util::contexts_with_matmul(variant) {
+            let mut gm = GpuModel::new(ctx.clone(), model).unwrap();
+            let got = gm.forward(x, &opts).unwrap();
+            let who = format!("{} {variant:?}", ctx.describe());
+            assert_eq!(got.layers.len(), want.layers.len(), "{who}: layer count");
+            for (g, w) in got.layers.iter().zip(&want.layers) {
+                assert_eq!(g.name, w.name);
+                assert_eq!(g.value.shape(), w.value.shape(), "{who} {}", g.name);
+                let c = compare(g.value.data(), w.value.data(), w.value.shape(), tol);
+                assert!(c.is_ok(), "{who} layer {}: {c}", g.name);
+                assert_eq!(g.mask, w.mask, "{who} layer {} mask", g.name);
+            }
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), tol);
+            assert!(c.is_ok(), "{who} output: {c}");
+            ran += 1;
+        }
+    }
+    if std::env::var_os("CI").is_some() {
+        assert!(ran >= 2, "CI must run on at least one adapter with both GEMM variants");
+    }
+}
+
+fn conv(
+    filters: usize,
+    k: (usize, usize),
+    s: (usize, usize),
+    d: (usize, usize),
+    padding: Padding,
+    act: Activation,
+) -> LayerKind {
+    LayerKind::Conv2D(Conv2D {
+        filters,
+        kernel: k,
+        strides: s,
+        dilation: d,
+        padding,
+        activation: act,
+        use_bias: true,
+    })
+}
+
+fn lstm(units: usize, seq: bool) -> LayerKind {
+    LayerKind::Lstm(Lstm {
+        units,
+        return_sequences: seq,
+        zero_output_for_mask: false,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        use_bias: true,
+    })
+}
+
+fn dense(units: usize, act: Activation) -> LayerKind {
+    LayerKind::Dense(Dense { units, activation: act, use_bias: true })
+}
+
+/// The article's Example 1 at reduced size (the `article_small` fixture's shapes).
+fn article_small() -> Model {
+    ModelBuilder::new("article_small", None, &[16, 16, 3])
+        .layer(conv(8, (3, 3), (1, 1), (1, 1), Padding::Valid, Activation::Relu))
+        .layer(LayerKind::SpatialDropout { rate: 0.2, mode: DropoutMode::PerTimestep })
+        .layer(LayerKind::Flatten)
+        .layer(lstm(16, true))
+        .layer(lstm(8, false))
+        .layer(dense(10, Activation::Softmax))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn article_model_matches_reference_every_layer() {
+    let mut model = article_small();
+    randomize(&mut model, 1);
+    let x = input(2, &[3, 5, 16, 16, 3]);
+    check(&model, &x, &RunOptions::default(), Tolerance::GPU_F32);
+}
+
+#[test]
+fn article_model_matches_reference_in_training_mode() {
+    let mut model = article_small();
+    randomize(&mut model, 3);
+    let x = input(4, &[2, 4, 16, 16, 3]);
+    check(
+        &model,
+        &x,
+        &RunOptions { training: true, seed: 77, ..Default::default() },
+        Tolerance::GPU_F32,
+    );
+}
+
+#[test]
+fn masked_model_with_pooling_matches_reference() {
+    // Masking, 'same' conv with stride 2 on an odd frame, max and average
+    // pooling, SpatialDropout3D, two LSTMs, TimeDistributed Dense softmax.
+    let mut model = ModelBuilder::new("masked_pool", None, &[15, 13, 2])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(conv(5, (4, 4), (2, 2), (1, 1), Padding::Same, Activation::Tanh))
+        .layer(LayerKind::Pool2D(Pool2D {
+            kind: PoolKind::Max,
+            pool: (2, 2),
+            strides: (2, 2),
+            padding: Padding::Same,
+        }))
+        .layer(conv(3, (3, 3), (1, 1), (2, 2), Padding::Same, Activation::Relu))
+        .layer(LayerKind::Pool2D(Pool2D {
+            kind: PoolKind::Average,
+            pool: (3, 2),
+            strides: (1, 1),
+            padding: Padding::Same,
+        }))
+        .layer(LayerKind::SpatialDropout { rate: 0.3, mode: DropoutMode::PerSample })
+        .layer(LayerKind::Flatten)
+        .layer(lstm(7, true))
+        .layer(lstm(5, true))
+        .layer(dense(4, Activation::Softmax))
+        .build()
+        .unwrap();
+    randomize(&mut model, 5);
+    let mut x = input(6, &[4, 6, 15, 13, 2]);
+    // Sample 0: masked at the start; 1: in the middle; 2: at the end; 3: every step.
+    let mut masked = vec![(0, 0), (0, 1), (1, 2), (1, 3), (2, 5), (2, 4)];
+    masked.extend((0..6).map(|t| (3, t)));
+    mask_frames(&mut x, &masked);
+    for training in [false, true] {
+        check(
+            &model,
+            &x,
+            &RunOptions { training, seed: 9, ..Default::default() },
+            Tolerance::GPU_F32,
+        );
+    }
+}
+
+#[test]
+fn batch_one_and_single_timestep_match_reference() {
+    let mut model = article_small();
+    randomize(&mut model, 7);
+    check(&model, &input(8, &[1, 1, 16, 16, 3]), &RunOptions::default(), Tolerance::GPU_F32);
+    check(&model, &input(9, &[1, 7, 16, 16, 3]), &RunOptions::default(), Tolerance::GPU_F32);
+}
+
+#[test]
+fn lstm_options_match_reference() {
+    // zero_output_for_mask, other activations, no bias, a TimeDistributed
+    // Dense head, and units that are not multiples of the workgroup size.
+    for (zero, act, rec, bias) in [
+        (true, Activation::Tanh, Activation::Sigmoid, true),
+        (false, Activation::Relu, Activation::HardSigmoid, false),
+        (true, Activation::Softsign, Activation::Sigmoid, true),
+    ] {
+        let l = |units, seq| {
+            LayerKind::Lstm(Lstm {
+                units,
+                return_sequences: seq,
+                zero_output_for_mask: zero,
+                activation: act,
+                recurrent_activation: rec,
+                use_bias: bias,
+            })
+        };
+        let mut model = ModelBuilder::new("lstm_opts", None, &[11])
+            .layer(LayerKind::Masking { mask_value: -1.0 })
+            .layer(l(67, true))
+            .layer(l(13, false))
+            .layer(dense(3, Activation::Sigmoid))
+            .build()
+            .unwrap();
+        randomize(&mut model, 11);
+        let mut x = input(12, &[3, 5, 11]);
+        // Trailing masked steps for sample 0 with mask value -1.
+        for s in 3..5 {
+            x.data_mut()[s * 11..(s + 1) * 11].fill(-1.0);
+        }
+        check(&model, &x, &RunOptions::default(), Tolerance::GPU_F32);
+    }
+}
+
+#[test]
+fn dense_activations_match_reference() {
+    for act in [
+        Activation::Linear,
+        Activation::Relu,
+        Activation::Elu,
+        Activation::Selu,
+        Activation::Softplus,
+        Activation::Silu,
+        Activation::Exponential,
+        Activation::Softmax,
+    ] {
+        let mut model = ModelBuilder::new("dense", None, &[37])
+            .layer(dense(19, act))
+            .layer(LayerKind::Dropout { rate: 0.4 })
+            .build()
+            .unwrap();
+        randomize(&mut model, 13);
+        let x = input(14, &[2, 3, 37]);
+        for training in [false, true] {
+            check(
+                &model,
+                &x,
+                &RunOptions { training, seed: 5, ..Default::default() },
+                Tolerance::GPU_F32,
+            );
+        }
+    }
+}
+
+#[test]
+fn softmax_of_huge_logits_has_no_nan_on_gpu() {
+    // Dense with an identity kernel passes the logits through unchanged.
+    let mut model = ModelBuilder::new("softmax", None, &[2])
+        .layer(LayerKind::Dense(Dense {
+            units: 2,
+            activation: Activation::Softmax,
+            use_bias: false,
+        }))
+        .build()
+        .unwrap();
+    model
+        .set_weight("dense", "kernel", Tensor::new(vec![2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap())
+        .unwrap();
+    let x =
+        Tensor::new(vec![1, 3, 2], vec![1000.0, 1000.0, 400.0, -400.0, -1000.0, -1000.0]).unwrap();
+    for ctx in gpu_util::contexts() {
+        let out = GpuModel::new(ctx, &model).unwrap().forward(&x, &RunOptions::default()).unwrap();
+        assert_eq!(out.output.data(), &[0.5, 0.5, 1.0, 0.0, 0.5, 0.5]);
+    }
+}
+
+#[test]
+fn dropout_masks_equal_reference_bit_for_bit() {
+    // Dropout straight on the input: both sides see identical values, so
+    // the outputs must be identical, not just close.
+    for mode in [DropoutMode::PerTimestep, DropoutMode::PerSample] {
+        let model = ModelBuilder::new("drop", None, &[5, 3, 17])
+            .layer(LayerKind::SpatialDropout { rate: 0.35, mode })
+            .build()
+            .unwrap();
+        let x = input(15, &[6, 4, 5, 3, 17]);
+        let opts = RunOptions { training: true, seed: 1234, capture_layers: false };
+        let want = reference::forward(&model, &x, &opts).unwrap();
+        for ctx in gpu_util::contexts() {
+            let got = GpuModel::new(ctx, &model).unwrap().forward(&x, &opts).unwrap();
+            assert_eq!(got.output.data(), want.output.data(), "{mode:?}");
+        }
+        // And inference mode is the identity.
+        let inference = RunOptions { training: false, ..opts };
+        for ctx in gpu_util::contexts() {
+            let got = GpuModel::new(ctx, &model).unwrap().forward(&x, &inference).unwrap();
+            assert_eq!(got.output.data(), x.data());
+        }
+    }
+}
+
+#[test]
+fn repeated_forward_reuses_the_plan_and_accepts_other_t() {
+    let mut model = article_small();
+    randomize(&mut model, 17);
+    for ctx in gpu_util::contexts() {
+        let mut gm = GpuModel::new(ctx, &model).unwrap();
+        let opts = RunOptions::default();
+        let a = input(18, &[2, 3, 16, 16, 3]);
+        let first = gm.forward(&a, &opts).unwrap();
+        let bytes = gm.plan_bytes(2, 3).unwrap();
+        let b = input(19, &[2, 6, 16, 16, 3]);
+        let other = gm.forward(&b, &opts).unwrap();
+        let again = gm.forward(&a, &opts).unwrap();
+        assert_eq!(first.output.data(), again.output.data());
+        assert_eq!(gm.plan_bytes(2, 3), Some(bytes));
+        let want = reference::forward(&model, &b, &opts).unwrap();
+        let c = compare(
+            other.output.data(),
+            want.output.data(),
+            want.output.shape(),
+            Tolerance::GPU_F32,
+        );
+        assert!(c.is_ok(), "{c}");
+    }
+}
