@@ -921,7 +921,7 @@ fn resolve_target(dims: &[i64], elements: usize) -> Option<Vec<usize>> {
     let known: usize = dims.iter().filter(|&&d| d != -1).map(|&d| d as usize).product();
     match unknown {
         0 => (known == elements).then(|| dims.iter().map(|&d| d as usize).collect()),
-        1 if known > 0 && elements % known == 0 => Some(
+        1 if known > 0 && elements.is_multiple_of(known) => Some(
             dims.iter().map(|&d| if d == -1 { elements / known } else { d as usize }).collect(),
         ),
         _ => None,

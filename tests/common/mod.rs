@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cnn_lstm::keras::{self, KerasModel, StoredTensor};
 use cnn_lstm::{Forward, Model, Result, Tensor};
@@ -34,13 +34,13 @@ pub fn keras_dir(name: &str) -> PathBuf {
 }
 
 /// Reads and parses a JSON file.
-pub fn read_json(path: &PathBuf) -> serde_json::Value {
+pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     serde_json::from_str(&text).unwrap()
 }
 
 /// Loads a fixture from `model.json` + `weights.safetensors`.
-pub fn load_json_and_safetensors(dir: &PathBuf) -> Model {
+pub fn load_json_and_safetensors(dir: &Path) -> Model {
     let text = std::fs::read_to_string(dir.join("model.json")).unwrap();
     let mut k = KerasModel::from_json(&text, "model.json").unwrap();
     k.load_weights_safetensors(dir.join("weights.safetensors")).unwrap();
@@ -48,12 +48,12 @@ pub fn load_json_and_safetensors(dir: &PathBuf) -> Model {
 }
 
 /// Loads a fixture from `model.keras`.
-pub fn load_keras(dir: &PathBuf) -> Model {
+pub fn load_keras(dir: &Path) -> Model {
     keras::load_keras_file(dir.join("model.keras")).unwrap()
 }
 
 /// Both ways of loading a fixture, labelled.
-pub fn both_loads(dir: &PathBuf) -> Vec<(&'static str, Model)> {
+pub fn both_loads(dir: &Path) -> Vec<(&'static str, Model)> {
     vec![
         ("model.json+weights.safetensors", load_json_and_safetensors(dir)),
         ("model.keras", load_keras(dir)),
@@ -61,7 +61,7 @@ pub fn both_loads(dir: &PathBuf) -> Vec<(&'static str, Model)> {
 }
 
 /// Every tensor of an `io.safetensors`-style file.
-pub fn read_io(dir: &PathBuf, file: &str) -> BTreeMap<String, StoredTensor> {
+pub fn read_io(dir: &Path, file: &str) -> BTreeMap<String, StoredTensor> {
     keras::read_tensors(dir.join(file)).unwrap()
 }
 
