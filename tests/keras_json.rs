@@ -423,3 +423,44 @@ fn keras_model_from_json_keeps_inner_names() {
     assert_eq!(k.inner.to_wrapper.get("conv2d").map(String::as_str), Some("time_distributed_2"));
     assert_eq!(k.inner.to_wrapper.get("flatten_1").map(String::as_str), Some("time_distributed_4"));
 }
+
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    for (layer, key, value) in [
+        ("lstm", "units", json!(1u64 << 40)),
+        ("dense", "units", json!(u64::MAX)),
+        ("lstm_1", "units", json!(1u64 << 33)),
+    ] {
+        let mut v = fixture_json("article_small");
+        layer_mut(&mut v, layer)["config"][key] = value;
+        unsupported(load(&v), &[layer, "more than"]);
+    }
+    let mut v = fixture_json("article_small");
+    layer_mut(&mut v, "time_distributed")["config"]["layer"]["config"]["filters"] =
+        json!(1u64 << 62);
+    unsupported(load(&v), &["time_distributed", "more than"]);
+    let mut v = fixture_json("article_small");
+    layer_mut(&mut v, "time_distributed")["config"]["layer"]["config"]["dilation_rate"] =
+        json!([1u64 << 62, 1u64 << 62]);
+    unsupported(load(&v), &["time_distributed", "more than"]);
+    let mut v = fixture_json("article_small");
+    layer_mut(&mut v, "input_layer")["config"]["batch_shape"] =
+        json!([null, 5, 1u64 << 40, 1u64 << 40, 3]);
+    unsupported(load(&v), &["more than"]);
+    let mut v = fixture_json("article_small");
+    let td = layer_mut(&mut v, "time_distributed_2");
+    td["config"]["layer"]["class_name"] = json!("Reshape");
+    td["config"]["layer"]["config"]["target_shape"] = json!([1u64 << 40, 1u64 << 40, -1]);
+    assert!(load(&v).is_err());
+}
+
+#[test]
+fn mask_value_matches_in_float32() {
+    // 0.1 is not exactly representable: the NotEqual node's 0.1 (a double)
+    // must still be recognised as the Masking layer's mask_value.
+    let mut v = fixture_json("mask_trailing_middle");
+    layer_mut(&mut v, "masking")["config"]["mask_value"] = json!(0.1);
+    layer_mut(&mut v, "not_equal")["inbound_nodes"][0]["args"][1] = json!(0.1);
+    let model = load(&v).unwrap();
+    assert_eq!(model.layers()[1].kind, LayerKind::Masking { mask_value: 0.1 });
+}

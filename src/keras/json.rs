@@ -264,6 +264,13 @@ impl Parser<'_> {
         if time_steps == Some(0) || frame.contains(&0) {
             return Err(Error::input(what, "sizes >= 1", format!("{frame:?}")));
         }
+        let elements = frame.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if elements.is_none_or(|n| n > MAX_VALUES) {
+            return Err(Error::Unsupported(format!(
+                "{}: {what} frames of {frame:?} hold more than {MAX_VALUES} values",
+                self.source
+            )));
+        }
         Ok(InputSpec { time_steps, frame })
     }
 
@@ -453,8 +460,7 @@ impl Parser<'_> {
             .enumerate()
             .position(|(i, c)| match c.layer.kind {
                 LayerKind::Masking { mask_value } => {
-                    Self::chain_input(chain, input_name, i) == source
-                        && f64::from(mask_value) == value
+                    Self::chain_input(chain, input_name, i) == source && mask_value == value as f32
                 }
                 _ => false,
             })
@@ -650,6 +656,7 @@ impl Parser<'_> {
                 )))
             }
         };
+        check_size(index, &name, &kind, &shape)?;
         Ok(Converted { layer: Layer::new(name, kind), inner_name })
     }
 
@@ -918,13 +925,54 @@ impl Parser<'_> {
 
 fn resolve_target(dims: &[i64], elements: usize) -> Option<Vec<usize>> {
     let unknown = dims.iter().filter(|&&d| d == -1).count();
-    let known: usize = dims.iter().filter(|&&d| d != -1).map(|&d| d as usize).product();
+    let known = dims
+        .iter()
+        .filter(|&&d| d != -1)
+        .try_fold(1usize, |a, &d| a.checked_mul(usize::try_from(d).ok()?))?;
     match unknown {
         0 => (known == elements).then(|| dims.iter().map(|&d| d as usize).collect()),
         1 if known > 0 && elements.is_multiple_of(known) => Some(
             dims.iter().map(|&d| if d == -1 { elements / known } else { d as usize }).collect(),
         ),
         _ => None,
+    }
+}
+
+/// Most values one layer's weights, or one timestep's tensor, may hold
+/// (2^31 f32 = 8 GiB): larger sizes in a model file are refused before
+/// anything is allocated or any size computation can overflow.
+const MAX_VALUES: usize = 1 << 31;
+
+/// Checks, with overflow-checked arithmetic, that `kind` applied to `shape`
+/// needs at most [`MAX_VALUES`] weights and output values per step.
+fn check_size(index: usize, name: &str, kind: &LayerKind, shape: &SampleShape) -> Result<()> {
+    let mul = |xs: &[usize]| xs.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let input = shape.elements();
+    let last = shape.dims.last().copied().unwrap_or(1);
+    let (weights, output) = match kind {
+        LayerKind::Conv2D(c) => {
+            let cin = shape.dims.get(2).copied().unwrap_or(1);
+            let hw = shape.dims.iter().take(2).product::<usize>();
+            // The dilated window must fit too.
+            let window = mul(&[c.kernel.0, c.dilation.0]).and(mul(&[c.kernel.1, c.dilation.1]));
+            (window.and(mul(&[c.kernel.0, c.kernel.1, cin, c.filters])), mul(&[hw, c.filters]))
+        }
+        LayerKind::Dense(d) => (mul(&[last + 1, d.units]), mul(&[input / last.max(1), d.units])),
+        LayerKind::Lstm(l) => {
+            (last.checked_add(l.units).and_then(|n| mul(&[n + 1, 4, l.units])), Some(l.units))
+        }
+        LayerKind::Reshape { target } => (Some(0), mul(target)),
+        _ => (Some(0), Some(input)),
+    };
+    let fits = |n: Option<usize>| n.is_some_and(|n| n <= MAX_VALUES);
+    if fits(weights) && fits(output) {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(format!(
+            "layer {index} ({name}): {} on {} needs more than {MAX_VALUES} weights or values per              step; cnn-lstm refuses models that large",
+            kind.class_name(),
+            shape.keras_str(None)
+        )))
     }
 }
 
