@@ -3,6 +3,11 @@
 // hash (mirrored bit for bit by src/rng.rs), and the flat-index helper for
 // grids laid out in 2-D when one dimension would exceed 65535 workgroups.
 
+// Longest single loop a kernel runs. Mesa's llvmpipe (lavapipe, GL) ends
+// any loop after 65535 iterations, so longer loops are written as two
+// nested ones, the inner at most LOOP_BLOCK long.
+const LOOP_BLOCK: u32 = 4096u;
+
 const ACT_LINEAR: u32 = 0u;
 const ACT_RELU: u32 = 1u;
 const ACT_SIGMOID: u32 = 2u;

@@ -33,11 +33,15 @@ fn timestep_mask(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let base = f * p.frame_len;
     var valid = 0u;
-    for (var i = 0u; i < p.frame_len; i = i + 1u) {
-        // `!=` is true for NaN, as in Keras's not_equal.
-        if (x[base + i] != p.mask_value) {
-            valid = 1u;
-            break;
+    // Two nested loops: llvmpipe stops any single loop after 65535 iterations.
+    for (var i0 = 0u; i0 < p.frame_len && valid == 0u; i0 = i0 + LOOP_BLOCK) {
+        let i1 = min(i0 + LOOP_BLOCK, p.frame_len);
+        for (var i = i0; i < i1; i = i + 1u) {
+            // `!=` is true for NaN, as in Keras's not_equal.
+            if (x[base + i] != p.mask_value) {
+                valid = 1u;
+                break;
+            }
         }
     }
     mask[f] = valid;

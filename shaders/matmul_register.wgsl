@@ -65,13 +65,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.k_len; k = k + 1u) {
-        let bk = k * p.n;
-        let bv = vec4<f32>(b[bk + c0], b[bk + c1], b[bk + c2], b[bk + c3]);
-        acc0 = acc0 + a[arow[0] + k] * bv;
-        acc1 = acc1 + a[arow[1] + k] * bv;
-        acc2 = acc2 + a[arow[2] + k] * bv;
-        acc3 = acc3 + a[arow[3] + k] * bv;
+    // Two nested loops: llvmpipe stops any single loop after 65535 iterations.
+    for (var k0 = 0u; k0 < p.k_len; k0 = k0 + LOOP_BLOCK) {
+        let k1 = min(k0 + LOOP_BLOCK, p.k_len);
+        for (var k = k0; k < k1; k = k + 1u) {
+            let bk = k * p.n;
+            let bv = vec4<f32>(b[bk + c0], b[bk + c1], b[bk + c2], b[bk + c3]);
+            acc0 = acc0 + a[arow[0] + k] * bv;
+            acc1 = acc1 + a[arow[1] + k] * bv;
+            acc2 = acc2 + a[arow[2] + k] * bv;
+            acc3 = acc3 + a[arow[3] + k] * bv;
+        }
     }
 
     var accs = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);

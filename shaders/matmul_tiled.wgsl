@@ -48,7 +48,10 @@ fn main(
     let col = wid.x * TILE + lid.x;
     var acc = 0.0;
     let tiles = (p.k_len + TILE - 1u) / TILE;
-    for (var t = 0u; t < tiles; t = t + 1u) {
+    // Two nested loops: llvmpipe stops any single loop after 65535 iterations.
+    for (var t0 = 0u; t0 < tiles; t0 = t0 + LOOP_BLOCK) {
+    let t1 = min(t0 + LOOP_BLOCK, tiles);
+    for (var t = t0; t < t1; t = t + 1u) {
         let ka = t * TILE + lid.x;
         let kb = t * TILE + lid.y;
         var av = 0.0;
@@ -66,6 +69,7 @@ fn main(
             acc = acc + tile_a[lid.y][k] * tile_b[k][lid.x];
         }
         workgroupBarrier();
+    }
     }
     if (row >= p.m || col >= p.n) {
         return;

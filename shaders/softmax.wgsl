@@ -36,8 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         y[base + j] = e;
         s = s + e;
     }
-    let inv = 1.0 / s;
     for (var j = 0u; j < p.cols; j = j + 1u) {
-        y[base + j] = y[base + j] * inv;
+        y[base + j] = y[base + j] / s;
     }
 }

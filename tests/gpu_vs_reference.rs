@@ -330,3 +330,26 @@ fn repeated_forward_reuses_the_plan_and_accepts_other_t() {
         assert!(c.is_ok(), "{c}");
     }
 }
+
+/// Regression: llvmpipe returned wrong values from a 64 MiB weight binding
+/// (a Dense kernel of 65535 x 256), although it advertises 128 MiB. Kernels
+/// that large are now split into chunks on CPU adapters.
+#[test]
+fn dense_with_64_mib_kernel_matches_reference() {
+    let mut model = ModelBuilder::new("wide", None, &[65535])
+        .layer(dense(256, Activation::Linear))
+        .build()
+        .unwrap();
+    randomize(&mut model, 21);
+    let x = input(22, &[1, 2, 65535]);
+    let want = reference::forward(&model, &x, &RunOptions::default()).unwrap();
+    for ctx in gpu_util::contexts() {
+        let got = GpuModel::new(ctx.clone(), &model)
+            .unwrap()
+            .forward(&x, &RunOptions::default())
+            .unwrap();
+        let c =
+            compare(got.output.data(), want.output.data(), want.output.shape(), Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{}: {c}", ctx.describe());
+    }
+}

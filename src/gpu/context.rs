@@ -225,6 +225,20 @@ impl Context {
         &self.limits
     }
 
+    /// The largest storage binding cnn-lstm uses, in bytes: the device's
+    /// `max_storage_buffer_binding_size` and `max_buffer_size`, and on CPU
+    /// adapters at most 32 MiB. Mesa's llvmpipe (behind lavapipe and GL)
+    /// advertises 128 MiB bindings, but measured here it returned wrong
+    /// values from a 64 MiB binding (65535 x 256 f32) while 58 MiB and 32 MiB
+    /// bindings were right; larger tensors are split into chunks instead.
+    pub fn binding_limit(&self) -> u64 {
+        let device = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
+        match self.info.device_type {
+            wgpu::DeviceType::Cpu => device.min(1 << 25),
+            _ => device,
+        }
+    }
+
     /// The GEMM variant in use.
     pub fn matmul_variant(&self) -> MatmulVariant {
         self.matmul

@@ -213,9 +213,7 @@ impl GpuModel {
             Error::weights(format!("{}/kernel", layer.name), "missing from the model")
         })?;
         let is_gemm = !matches!(layer.kind, LayerKind::Conv2D(_));
-        let max_binding = self.ctx.limits().max_storage_buffer_binding_size;
-        let max_buffer = self.ctx.limits().max_buffer_size;
-        let limit = max_binding.min(max_buffer);
+        let limit = self.ctx.binding_limit();
         if is_gemm {
             // Split [K, N] into row chunks that each fit one binding.
             let (k, n) = (kshape[0], kshape[1]);
@@ -258,7 +256,7 @@ impl GpuModel {
     }
 
     fn storage_checked(&mut self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
-        let limit = self.ctx.limits().max_storage_buffer_binding_size;
+        let limit = self.ctx.binding_limit();
         if bytes.len() as u64 > limit {
             return Err(Error::LimitExceeded {
                 what: label.to_string(),
@@ -440,8 +438,7 @@ fn check_input(spec: &InputSpec, shape: &[usize]) -> Result<(usize, usize)> {
 impl Planner<'_> {
     fn vbuf(&mut self, label: String, elements: usize) -> Result<usize> {
         let bytes = (elements.max(1) as u64) * F32;
-        let limits = self.model.ctx.limits();
-        let allowed = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let allowed = self.model.ctx.binding_limit();
         if bytes > allowed {
             return Err(Error::LimitExceeded {
                 what: format!("{label} for batch {} x {} timesteps", self.batch, self.steps),
