@@ -146,6 +146,17 @@ impl GpuModel {
     /// Uploads the weights and compiles every pipeline the model needs.
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
         let limits = ctx.limits().clone();
+        // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
+        let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
+        let storage_needed = if needs_lstm { 7 } else { 4 };
+        if limits.max_storage_buffers_per_shader_stage < storage_needed {
+            return Err(Error::LimitExceeded {
+                what: "storage buffers bound by one kernel".into(),
+                limit: "max_storage_buffers_per_shader_stage".into(),
+                needed: u64::from(storage_needed),
+                allowed: u64::from(limits.max_storage_buffers_per_shader_stage),
+            });
+        }
         let wg = 64
             .min(limits.max_compute_invocations_per_workgroup)
             .min(limits.max_compute_workgroup_size_x)
@@ -377,6 +388,56 @@ impl GpuModel {
 
     fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
         let (batch, steps) = check_input(&self.input, input.shape())?;
+        let slice = self.batch_slice(batch, steps, opts)?;
+        if slice == batch {
+            let key = self.plan_for(batch, steps, opts)?;
+            return execute(&self.ctx, &self.pipelines, &self.plans[&key], input, opts, 0, profile);
+        }
+        // Samples are independent in every layer, so a batch whose tensors
+        // exceed one storage binding runs as consecutive slices of samples.
+        log::debug!("batch of {batch} runs in slices of {slice} samples to fit the bindings");
+        let per_sample = input.len() / batch;
+        let mut parts: Vec<Forward> = Vec::new();
+        let mut start = 0;
+        while start < batch {
+            let n = slice.min(batch - start);
+            let mut shape = input.shape().to_vec();
+            shape[0] = n;
+            let data = input.data()[start * per_sample..(start + n) * per_sample].to_vec();
+            let part = Tensor::new(shape, data)?;
+            let key = self.plan_for(n, steps, opts)?;
+            let plan = &self.plans[&key];
+            parts.push(execute(&self.ctx, &self.pipelines, plan, &part, opts, start, profile)?);
+            start += n;
+        }
+        concat_batches(parts)
+    }
+
+    /// The largest number of samples, at most `batch`, whose tensors all fit
+    /// the device's bindings; an error naming the tensor when one sample
+    /// does not fit.
+    fn batch_slice(&self, batch: usize, steps: usize, opts: &RunOptions) -> Result<usize> {
+        let fits = |b: usize| -> Result<bool> {
+            let key =
+                PlanKey { batch: b, steps, capture: opts.capture_layers, training: opts.training };
+            if self.plans.contains_key(&key) {
+                return Ok(true);
+            }
+            match self.planner(key).build(key) {
+                Ok(_) => Ok(true),
+                Err(Error::LimitExceeded { .. }) if b > 1 => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let mut b = batch;
+        while !fits(b)? {
+            b = b.div_ceil(2);
+        }
+        Ok(b)
+    }
+
+    /// Plans `(batch, steps)` unless a plan exists; returns its key.
+    fn plan_for(&mut self, batch: usize, steps: usize, opts: &RunOptions) -> Result<PlanKey> {
         let key = PlanKey { batch, steps, capture: opts.capture_layers, training: opts.training };
         if !self.plans.contains_key(&key) {
             let plan = self.plan(key)?;
@@ -389,12 +450,11 @@ impl GpuModel {
             );
             self.plans.insert(key, plan);
         }
-        let plan = self.plans.get(&key).ok_or_else(|| Error::Map("plan vanished".into()))?;
-        execute(&self.ctx, &self.pipelines, plan, input, opts, profile)
+        Ok(key)
     }
 
-    fn plan(&self, key: PlanKey) -> Result<Plan> {
-        let mut p = Planner {
+    fn planner(&self, key: PlanKey) -> Planner<'_> {
+        Planner {
             model: self,
             batch: key.batch,
             steps: key.steps,
@@ -402,10 +462,47 @@ impl GpuModel {
             ops: Vec::new(),
             stages: Vec::new(),
             dropouts: Vec::new(),
-        };
-        let (output, reads) = p.build(key)?;
-        p.materialize(output, reads)
+        }
     }
+
+    fn plan(&self, key: PlanKey) -> Result<Plan> {
+        let mut p = self.planner(key);
+        let (input, reads) = p.build(key)?;
+        p.materialize(input, reads)
+    }
+}
+
+/// Joins forward results of consecutive batch slices along the batch axis.
+fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
+    let join = |tensors: Vec<&Tensor>| -> Result<Tensor> {
+        let mut shape = tensors[0].shape().to_vec();
+        shape[0] = tensors.iter().map(|t| t.shape()[0]).sum();
+        let data = tensors.iter().flat_map(|t| t.data().iter().copied()).collect();
+        Tensor::new(shape, data)
+    };
+    let output = join(parts.iter().map(|p| &p.output).collect())?;
+    let mut layers = Vec::new();
+    for (i, first) in parts[0].layers.iter().enumerate() {
+        let value = join(parts.iter().map(|p| &p.layers[i].value).collect())?;
+        let mask = first.mask.as_ref().map(|_| {
+            parts.iter().flat_map(|p| p.layers[i].mask.iter().flatten().copied()).collect()
+        });
+        layers.push(LayerOutput { name: first.name.clone(), value, mask });
+    }
+    let mut timings: Vec<StageTiming> = Vec::new();
+    for part in &parts {
+        for t in &part.timings {
+            match timings.iter_mut().find(|s| s.name == t.name) {
+                Some(s) => {
+                    s.time += t.time;
+                    s.flops += t.flops;
+                    s.bytes += t.bytes;
+                }
+                None => timings.push(t.clone()),
+            }
+        }
+    }
+    Ok(Forward { output, layers, timings })
 }
 
 fn check_input(spec: &InputSpec, shape: &[usize]) -> Result<(usize, usize)> {
@@ -889,7 +986,8 @@ impl Planner<'_> {
             threshold: rng::drop_threshold(rate),
             scale: rng::keep_scale(rate),
             groups_x,
-            _pad: [0; 3],
+            sample_offset: 0,
+            _pad: [0; 2],
         };
         self.op(
             stage,
@@ -1073,13 +1171,18 @@ fn execute(
     plan: &Plan,
     input: &Tensor,
     opts: &RunOptions,
+    sample_offset: usize,
     profile: bool,
 ) -> Result<Forward> {
     ctx.check_faults("forward")?;
     let started = Instant::now();
     ctx.queue.write_buffer(&plan.buffers[plan.input], 0, bytemuck::cast_slice(input.data()));
     for (buf, params, layer) in &plan.dropouts {
-        let p = DropoutParams { seed: rng::layer_seed(opts.seed, *layer), ..*params };
+        let p = DropoutParams {
+            seed: rng::layer_seed(opts.seed, *layer),
+            sample_offset: sample_offset as u32,
+            ..*params
+        };
         ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(&p));
     }
 
