@@ -109,3 +109,104 @@ fn unknown_adapter_is_a_one_line_error() {
     let line = assert_one_error_line(&out);
     assert!(line.contains("no adapter is called this"), "{line}");
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras");
+
+#[test]
+fn verify_passes_on_every_keras_fixture_on_the_cpu() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(FIXTURES).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.join("io.safetensors").exists() {
+            continue;
+        }
+        n += 1;
+        let out = cnn_lstm(&["verify", dir.to_str().unwrap(), "--device", "cpu"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{}: {text}", dir.display());
+        assert!(text.contains("every stored tensor and mask matches"), "{text}");
+    }
+    assert!(n >= 7, "only {n} fixtures found");
+}
+
+#[test]
+fn verify_reports_a_tampered_layer() {
+    use cnn_lstm::keras::{read_tensors, write_tensors, StoredTensor};
+    let src = std::path::Path::new(FIXTURES).join("article_small");
+    let dir = std::env::temp_dir().join(format!("cnn-lstm-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.json", "weights.safetensors"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let mut io = read_tensors(src.join("io.safetensors")).unwrap();
+    // Move one LSTM value by 1e-3, 100 times the Keras tolerance.
+    match io.get_mut("layer/lstm") {
+        Some(StoredTensor::F32(t)) => t.data_mut()[7] += 1e-3,
+        _ => panic!("article_small has no layer/lstm"),
+    }
+    let tensors: Vec<(String, StoredTensor)> = io.into_iter().collect();
+    write_tensors(dir.join("io.safetensors"), &tensors).unwrap();
+
+    let out = cnn_lstm(&["verify", dir.to_str().unwrap(), "--device", "cpu"]);
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("layer/lstm") && !line.contains("layer/lstm_1"), "{line}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MISMATCH"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_writes_the_keras_output() {
+    use cnn_lstm::keras::{read_tensors, StoredTensor};
+    let src = std::path::Path::new(FIXTURES).join("two_conv_maxpool");
+    let out_path = std::env::temp_dir().join(format!("cnn-lstm-run-{}.st", std::process::id()));
+    let out = cnn_lstm(&[
+        "run",
+        "--model",
+        src.join("model.json").to_str().unwrap(),
+        "--weights",
+        src.join("weights.safetensors").to_str().unwrap(),
+        "--input",
+        src.join("io.safetensors").to_str().unwrap(),
+        "--output",
+        out_path.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--capture",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let ours = read_tensors(&out_path).unwrap();
+    let keras = read_tensors(src.join("io.safetensors")).unwrap();
+    let (Some(StoredTensor::F32(a)), Some(StoredTensor::F32(b))) =
+        (ours.get("output"), keras.get("output"))
+    else {
+        panic!("no output tensor");
+    };
+    assert_eq!(a.shape(), b.shape());
+    for (x, y) in a.data().iter().zip(b.data()) {
+        assert!((x - y).abs() <= 1e-5, "{x} vs Keras {y}");
+    }
+    // --capture writes every layer under layer/<name>, like the fixtures.
+    assert!(ours.keys().filter(|k| k.starts_with("layer/")).count() >= 5, "{:?}", ours.keys());
+    let _ = std::fs::remove_file(&out_path);
+}
+
+#[test]
+fn run_rejects_a_wrong_input_shape_in_one_line() {
+    let src = std::path::Path::new(FIXTURES).join("two_conv_maxpool");
+    let other = std::path::Path::new(FIXTURES).join("article_small");
+    let out = cnn_lstm(&[
+        "run",
+        "--model",
+        src.join("model.json").to_str().unwrap(),
+        "--weights",
+        src.join("weights.safetensors").to_str().unwrap(),
+        "--input",
+        other.join("io.safetensors").to_str().unwrap(),
+        "--output",
+        "/tmp/never-written.safetensors",
+        "--device",
+        "cpu",
+    ]);
+    let line = assert_one_error_line(&out);
+    assert!(line.contains("input"), "{line}");
+}

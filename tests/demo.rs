@@ -171,18 +171,6 @@ fn demo_training_mode_checks_dropout_masks() {
 }
 
 #[test]
-fn demo_trained_model_on_the_gpu() {
-    if !have_gpu() {
-        return;
-    }
-    let out = cnn_lstm(&["demo", "--batch", "1", "--timesteps", "2"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("accuracy 354/397"), "{text}");
-    assert!(text.contains("same predicted class on 397/397 clips"), "{text}");
-}
-
-#[test]
 fn cargo_run_without_arguments_runs_the_full_demo() {
     if !have_gpu() {
         return;

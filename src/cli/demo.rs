@@ -17,7 +17,7 @@ use cnn_lstm::digits::{render_clips, ClipInfo, ClipStyle, Digits};
 use cnn_lstm::summary::{summary, thousands};
 use cnn_lstm::{
     rng, Activation, Conv2D, Dense, DropoutMode, Error, Forward, LayerKind, Lstm, Model,
-    ModelBuilder, Padding, Result, RunOptions, Tensor,
+    ModelBuilder, Padding, Result, RunOptions, Tensor, Tolerance,
 };
 
 use super::run_device::{self, Gpu, Step};
@@ -178,7 +178,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
     say!("");
 
     if let Some(gpu_fwd) = &gpu_fwd {
-        let agreement = run_device::compare(&gpu_fwd.output, &cpu_fwd.output)?;
+        let agreement = run_device::compare(&gpu_fwd.output, &cpu_fwd.output, Tolerance::GPU_F32)?;
         say!(
             "GPU vs CPU: max |difference| {:.3e} over {} output values; tolerance {}: {}",
             agreement.max_abs,
@@ -469,12 +469,13 @@ fn trained_clips() -> Result<TrainedClips> {
 /// Part 2: the Keras-trained model on its test clips. `Ok(Err(msg))` when
 /// it runs but does not reproduce Keras.
 fn trained_model(device: Device, gpu: Option<&Gpu>) -> Result<std::result::Result<(), String>> {
-    let mut model = run_device::model_from_json(TRAINED_JSON, TRAINED_ORIGIN)?;
+    let mut keras_model = run_device::model_from_json(TRAINED_JSON, TRAINED_ORIGIN)?;
     run_device::load_weights(
-        &mut model,
+        &mut keras_model,
         TRAINED_WEIGHTS,
         &format!("{TRAINED_ORIGIN}/weights.safetensors"),
     )?;
+    let model = keras_model.model;
     let clips = trained_clips()?;
     let shape = clips.input.shape().to_vec();
     let (n, per_clip) = (shape[0], shape[1..].iter().product::<usize>());

@@ -38,7 +38,7 @@ pub fn load_model(model: &Path, weights: Option<&Path>) -> Result<Model> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         run_device::load_weights(&mut model, &bytes, &path.display().to_string())?;
     }
-    Ok(model)
+    Ok(model.model)
 }
 
 /// One forward pass on `device`.

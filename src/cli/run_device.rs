@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cnn_lstm::tolerance::{self, Tolerance};
-use cnn_lstm::{gpu, init, reference, Error, Forward, Model, Result, RunOptions, Tensor};
+use cnn_lstm::{gpu, init, keras, reference, Error, Forward, Model, Result, RunOptions, Tensor};
 
 /// Progress of a CPU reference run, for the indicator on stderr.
 #[derive(Clone, Debug)]
@@ -85,42 +85,61 @@ pub fn keras_default_weights(model: &mut Model, seed: u64) -> Result<()> {
     init::keras_default_weights(model, seed)
 }
 
-/// Loads a model from Keras `model.json` text; `origin` names it in errors.
-pub fn model_from_json(_json: &str, _origin: &str) -> Result<Model> {
-    Err(not_built("the Keras loader (cnn_lstm::keras)"))
+/// A Keras model from `model.json` text, with the inner-layer names its
+/// weights may be saved under; `origin` names it in errors.
+pub fn model_from_json(json: &str, origin: &str) -> Result<keras::KerasModel> {
+    keras::KerasModel::from_json(json, origin)
 }
 
-/// Loads a model from a `model.json` or `model.keras` file.
-pub fn model_from_file(_path: &Path) -> Result<Model> {
-    Err(not_built("the Keras loader (cnn_lstm::keras)"))
+/// Loads a model from a `model.json` (weights zero until loaded) or a
+/// `.keras` file (with its weights).
+pub fn model_from_file(path: &Path) -> Result<keras::KerasModel> {
+    let is_keras = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("keras"));
+    if is_keras {
+        let model = keras::load_keras_file(path)?;
+        let inner = keras::InnerNames::keras_defaults(&model);
+        return Ok(keras::KerasModel { model, inner });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    keras::KerasModel::from_json(&text, &path.display().to_string())
 }
 
-/// Sets the model's weights from safetensors bytes; `origin` names them in errors.
-pub fn load_weights(_model: &mut Model, _bytes: &[u8], _origin: &str) -> Result<()> {
-    Err(not_built("the Keras loader (cnn_lstm::keras)"))
+/// Sets the model's weights from safetensors bytes keyed by Keras variable
+/// paths; `origin` names them in errors.
+pub fn load_weights(model: &mut keras::KerasModel, bytes: &[u8], origin: &str) -> Result<()> {
+    let tensors = keras::read_tensors_bytes(bytes, origin)?
+        .into_iter()
+        .map(|(name, t)| match t {
+            keras::StoredTensor::F32(t) => Ok((name, t)),
+            other => Err(Error::format(
+                origin,
+                format!("tensor {name} is {}, expected F32 weights", other.dtype_name()),
+            )),
+        })
+        .collect::<Result<_>>()?;
+    let matched = keras::weights::match_paths(&model.model, &model.inner, tensors)?;
+    model.model.set_weights(matched)
 }
 
-/// Compares a GPU output with the CPU reference's under
-/// [`Tolerance::GPU_F32`].
-pub fn compare(gpu: &Tensor, cpu: &Tensor) -> Result<Agreement> {
-    if gpu.shape() != cpu.shape() {
+/// Compares `got` with `want` under `tol` (see [`cnn_lstm::tolerance`]).
+pub fn compare(got: &Tensor, want: &Tensor, tol: Tolerance) -> Result<Agreement> {
+    if got.shape() != want.shape() {
         return Err(Error::input(
-            "GPU output",
-            format!("the CPU output's shape {:?}", cpu.shape()),
-            format!("{:?}", gpu.shape()),
+            "tensor under test",
+            format!("the expected shape {:?}", want.shape()),
+            format!("{:?}", got.shape()),
         ));
     }
-    let tol = Tolerance::GPU_F32;
-    let c = tolerance::compare(gpu.data(), cpu.data(), cpu.shape(), tol);
+    let c = tolerance::compare(got.data(), want.data(), want.shape(), tol);
     Ok(Agreement {
         max_abs: c.max_abs as f32,
-        tolerance: format!("|gpu - cpu| <= {:e} + {:e} * |cpu|", tol.abs, tol.rel),
+        tolerance: format!("|got - want| <= {:e} + {:e} * |want|", tol.abs, tol.rel),
         ok: c.is_ok(),
         report: c.to_string(),
     })
 }
 
-/// The outcome of a GPU vs CPU comparison.
+/// The outcome of a comparison.
 #[derive(Clone, Debug)]
 pub struct Agreement {
     /// Largest |gpu - cpu|.
@@ -136,8 +155,4 @@ pub struct Agreement {
 /// Sum of the stage times of a forward pass.
 pub fn total_time(fwd: &Forward) -> Duration {
     fwd.timings.iter().map(|s| s.time).sum()
-}
-
-fn not_built(what: &str) -> Error {
-    Error::Unsupported(format!("{what} is not part of this build of cnn-lstm"))
 }

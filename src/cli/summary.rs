@@ -9,7 +9,7 @@ use super::{demo, say, CliResult, SummaryArgs};
 /// Prints the summary table.
 pub fn run(args: &SummaryArgs) -> CliResult {
     let model = match &args.model {
-        Some(path) => run_device::model_from_file(path)?,
+        Some(path) => run_device::model_from_file(path)?.model,
         None => demo::article_model()?,
     };
     say!("{}", summary(&model).trim_end());
