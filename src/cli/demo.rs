@@ -290,6 +290,7 @@ fn print_timings(fwd: &Forward, wall: Duration) {
 /// Runs `f`, showing its progress on stderr when stderr is a terminal.
 fn with_progress<T>(what: &str, f: impl FnOnce(&mut dyn FnMut(Step)) -> T) -> T {
     let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
     let mut last = String::new();
     let mut show = |step: Step| {
         if !tty {
@@ -299,7 +300,8 @@ fn with_progress<T>(what: &str, f: impl FnOnce(&mut dyn FnMut(Step)) -> T) -> T 
         let bar = "#".repeat(pct / 5) + &".".repeat(20 - pct / 5);
         let line = format!("{what}: [{bar}] {pct:>3}% {}", step.stage);
         if line != last {
-            let _ = write!(std::io::stderr(), "\r\x1b[K{line}");
+            let secs = started.elapsed().as_secs_f64();
+            let _ = write!(std::io::stderr(), "\r\x1b[K{line} ({secs:.1} s)");
             last = line;
         }
     };
