@@ -14,6 +14,7 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use cnn_lstm::digits::{render_clips, ClipInfo, ClipStyle, Digits};
+use cnn_lstm::keras::{self, StoredTensor};
 use cnn_lstm::summary::{summary, thousands};
 use cnn_lstm::{
     rng, Activation, Conv2D, Dense, DropoutMode, Error, Forward, LayerKind, Lstm, Model,
@@ -384,7 +385,10 @@ fn check_dropout_masks(
             Error::Unsupported(format!("the {device} run did not capture layer {name}"))
         })
     };
-    let before_name = &model.layers()[index - 1].name;
+    let before_name = match index.checked_sub(1).and_then(|i| model.layers().get(i)) {
+        Some(l) => &l.name,
+        None => return Err(Error::layer(index, &layer.name, "has no layer before it to compare")),
+    };
     let before = find(cpu, before_name, "CPU")?;
     let cpu_out = find(cpu, &layer.name, "CPU")?;
     let gpu_out = find(gpu, &layer.name, "GPU")?;
@@ -442,33 +446,27 @@ struct TrainedClips {
 
 fn trained_clips() -> Result<TrainedClips> {
     let origin = format!("{TRAINED_ORIGIN}/clips.safetensors");
-    let file = safetensors::SafeTensors::deserialize(TRAINED_CLIPS)
-        .map_err(|e| Error::format(&origin, e.to_string()))?;
-    let get = |name: &str, dtype: safetensors::Dtype| {
-        let view = file.tensor(name).map_err(|e| Error::format(&origin, format!("{name}: {e}")))?;
-        if view.dtype() != dtype {
-            return Err(Error::format(
-                &origin,
-                format!("{name}: expected {dtype:?}, got {:?}", view.dtype()),
-            ));
+    let mut file = keras::read_tensors_bytes(TRAINED_CLIPS, &origin)?;
+    let mut take = |name: &str| {
+        file.remove(name).ok_or_else(|| Error::format(&origin, format!("no tensor {name}")))
+    };
+    let wrong = |name: &str, t: &StoredTensor, want: &str| {
+        Error::format(&origin, format!("{name} is {}, expected {want}", t.dtype_name()))
+    };
+    let input = match take("frames")? {
+        StoredTensor::U8 { shape, data } => {
+            Tensor::new(shape, data.iter().map(|&u| f32::from(u) / 255.0_f32).collect())?
         }
-        Ok(view)
+        other => return Err(wrong("frames", &other, "U8")),
     };
-    let frames = get("frames", safetensors::Dtype::U8)?;
-    let input = Tensor::new(
-        frames.shape().to_vec(),
-        frames.data().iter().map(|&u| f32::from(u) / 255.0_f32).collect(),
-    )?;
-    let words = |name: &str, dtype| -> Result<Vec<[u8; 4]>> {
-        let view = get(name, dtype)?;
-        Ok(view.data().chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]).collect())
+    let labels = match take("labels")? {
+        StoredTensor::I32 { data, .. } => data,
+        other => return Err(wrong("labels", &other, "I32")),
     };
-    let labels =
-        words("labels", safetensors::Dtype::I32)?.into_iter().map(i32::from_le_bytes).collect();
-    let keras_probs = words("keras_probs", safetensors::Dtype::F32)?
-        .into_iter()
-        .map(f32::from_le_bytes)
-        .collect();
+    let keras_probs = match take("keras_probs")? {
+        StoredTensor::F32(t) => t.into_data(),
+        other => return Err(wrong("keras_probs", &other, "F32")),
+    };
     Ok(TrainedClips { input, labels, keras_probs })
 }
 

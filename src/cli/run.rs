@@ -1,9 +1,9 @@
 //! `cnn-lstm run`: a model file, its weights and an input file in, the output
 //! file out.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+use cnn_lstm::keras::{self, StoredTensor};
 use cnn_lstm::{Error, Forward, Model, Result, RunOptions, Tensor};
 
 use super::run_device::{self, Gpu};
@@ -17,17 +17,13 @@ pub fn run(args: &RunArgs) -> CliResult {
         RunOptions { training: args.training, seed: args.seed, capture_layers: args.capture };
     let fwd = forward(&model, &input, &opts, args.device)?;
 
-    let mut tensors = vec![("output".to_string(), fwd.output.clone())];
-    for layer in &fwd.layers {
-        tensors.push((format!("layer/{}", layer.name), layer.value.clone()));
+    let mut tensors = vec![("output".to_string(), StoredTensor::F32(fwd.output))];
+    for layer in fwd.layers {
+        tensors.push((format!("layer/{}", layer.name), StoredTensor::F32(layer.value)));
     }
-    write_f32(&args.output, &tensors)?;
-    say!(
-        "wrote {} ({} tensors; output shape {:?})",
-        args.output.display(),
-        tensors.len(),
-        fwd.output.shape()
-    );
+    let shape = tensors[0].1.shape().to_vec();
+    keras::write_tensors(&args.output, &tensors)?;
+    say!("wrote {} ({} tensors; output shape {:?})", args.output.display(), tensors.len(), shape);
     Ok(())
 }
 
@@ -56,41 +52,24 @@ pub fn forward(
 
 /// Reads the f32 tensor `key` of a safetensors file.
 pub fn read_f32(path: &Path, key: &str) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let origin = path.display().to_string();
-    let file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::format(&origin, format!("not a safetensors file: {e}")))?;
-    let view = file.tensor(key).map_err(|_| {
-        let names = file.names().join(", ");
-        Error::format(&origin, format!("no tensor {key:?}; the file holds: {names}"))
-    })?;
-    if view.dtype() != safetensors::Dtype::F32 {
-        return Err(Error::format(
+    let mut tensors = keras::read_tensors(path)?;
+    match tensors.remove(key) {
+        Some(StoredTensor::F32(t)) => Ok(t),
+        Some(other) => Err(Error::format(
             &origin,
-            format!("tensor {key:?} is {:?}; cnn-lstm reads F32 tensors", view.dtype()),
-        ));
+            format!(
+                "tensor {key:?} is {}; cnn-lstm reads F32 inputs (convert it to float32 first, \
+                 e.g. frames / 255)",
+                other.dtype_name()
+            ),
+        )),
+        None => {
+            let names: Vec<&str> = tensors.keys().map(String::as_str).collect();
+            Err(Error::format(
+                &origin,
+                format!("no tensor {key:?}; the file holds: {}", names.join(", ")),
+            ))
+        }
     }
-    let data =
-        view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Tensor::new(view.shape().to_vec(), data)
-}
-
-/// Writes f32 tensors to a safetensors file.
-pub fn write_f32(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
-    let origin = path.display().to_string();
-    let bytes: BTreeMap<&str, Vec<u8>> = tensors
-        .iter()
-        .map(|(name, t)| (name.as_str(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect()))
-        .collect();
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let data = bytes.get(name.as_str()).map_or(&[][..], |b| b.as_slice());
-        let view =
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape().to_vec(), data)
-                .map_err(|e| Error::format(&origin, format!("tensor {name}: {e}")))?;
-        views.push((name.clone(), view));
-    }
-    let out = safetensors::serialize(views, None)
-        .map_err(|e| Error::format(&origin, format!("cannot serialize: {e}")))?;
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }
