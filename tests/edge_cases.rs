@@ -1,0 +1,161 @@
+//! Numerics at the edges and variable-length batches, on the CPU reference
+//! and on every GPU adapter. Expected values come from the math, not from
+//! either implementation.
+
+mod gpu_util;
+
+use cnn_lstm::gpu::GpuModel;
+use cnn_lstm::tolerance::{compare, Tolerance};
+use cnn_lstm::*;
+
+/// Runs on the CPU and on every GPU; returns every device's forward.
+fn everywhere(model: &Model, x: &Tensor) -> Vec<(String, Forward)> {
+    let opts = RunOptions::default();
+    let mut out = vec![("cpu".to_string(), reference::forward(model, x, &opts).unwrap())];
+    for ctx in gpu_util::contexts() {
+        let f = GpuModel::new(ctx.clone(), model).unwrap().forward(x, &opts).unwrap();
+        out.push((ctx.describe(), f));
+    }
+    out
+}
+
+fn identity_dense(n: usize, act: Activation) -> Model {
+    let mut model = ModelBuilder::new("identity", None, &[n])
+        .layer(LayerKind::Dense(Dense { units: n, activation: act, use_bias: false }))
+        .build()
+        .unwrap();
+    let mut k = vec![0.0; n * n];
+    for i in 0..n {
+        k[i * n + i] = 1.0;
+    }
+    model.set_weight("dense", "kernel", Tensor::new(vec![n, n], k).unwrap()).unwrap();
+    model
+}
+
+#[test]
+fn sigmoid_and_tanh_saturate_exactly_at_large_inputs() {
+    let x = Tensor::new(vec![1, 1, 4], vec![1000.0, -1000.0, 0.0, 20.0]).unwrap();
+    for (who, f) in everywhere(&identity_dense(4, Activation::Sigmoid), &x) {
+        let y = f.output.data();
+        assert_eq!(y[0], 1.0, "{who}");
+        assert_eq!(y[1], 0.0, "{who}");
+        assert_eq!(y[2], 0.5, "{who}");
+        assert!(y[3] > 0.999_999 && y[3] <= 1.0, "{who}: {}", y[3]);
+    }
+    for (who, f) in everywhere(&identity_dense(4, Activation::Tanh), &x) {
+        assert_eq!(&f.output.data()[..3], &[1.0, -1.0, 0.0], "{who}");
+        assert_eq!(f.output.data()[3], 1.0, "{who}");
+    }
+}
+
+#[test]
+fn softmax_is_stable_for_huge_and_spread_logits() {
+    let mut logits = vec![1000.0, 1000.0, 0.0, 0.0];
+    logits.extend([400.0, -400.0, 0.0, 399.0]);
+    let x = Tensor::new(vec![1, 2, 4], logits).unwrap();
+    for (who, f) in everywhere(&identity_dense(4, Activation::Softmax), &x) {
+        let y = f.output.data();
+        assert!(y.iter().all(|v| v.is_finite()), "{who}: {y:?}");
+        assert_eq!(&y[..4], &[0.5, 0.5, 0.0, 0.0], "{who}");
+        // e^1 / (1 + e^1) for the 400 vs 399 pair; the rest underflows to 0.
+        let e = std::f32::consts::E;
+        assert!((y[4] - e / (1.0 + e)).abs() < 1e-6, "{who}: {}", y[4]);
+        assert_eq!(y[5], 0.0, "{who}");
+        assert!((y[4] + y[7] - 1.0).abs() < 1e-6, "{who}");
+    }
+}
+
+fn lstm_model(features: usize, units: usize, seq: bool) -> Model {
+    let mut model = ModelBuilder::new("lstm", None, &[features])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(LayerKind::Lstm(Lstm {
+            units,
+            return_sequences: seq,
+            zero_output_for_mask: false,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+        }))
+        .build()
+        .unwrap();
+    for (i, (layer, var, shape)) in model.weight_specs().into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|j| (((j * 31 + i * 7) % 17) as f32 - 8.0) * 0.07).collect();
+        model.set_weight(&layer, var, Tensor::new(shape, data).unwrap()).unwrap();
+    }
+    model
+}
+
+#[test]
+fn lstm_fed_plus_minus_100_stays_finite_and_bounded() {
+    let model = lstm_model(3, 5, true);
+    let data: Vec<f32> = (0..2 * 6 * 3).map(|i| if i % 2 == 0 { 100.0 } else { -100.0 }).collect();
+    let x = Tensor::new(vec![2, 6, 3], data).unwrap();
+    for (who, f) in everywhere(&model, &x) {
+        // h = o * tanh(c) lies in [-1, 1] whatever the input.
+        assert!(f.output.data().iter().all(|v| v.is_finite() && v.abs() <= 1.0), "{who}");
+    }
+}
+
+#[test]
+fn unsorted_lengths_give_each_sample_its_own_result() {
+    // Lengths [2, 4, 3] zero-padded to T = 4, and a fourth sample with no
+    // valid step at all. Each sample must equal the same sample run alone
+    // on its valid steps only; the fully masked one gives zeros.
+    let model = lstm_model(3, 4, false);
+    let lengths = [2usize, 4, 3, 0];
+    let value = |b: usize, t: usize, f: usize| ((b * 13 + t * 5 + f * 3) % 11) as f32 * 0.1 + 0.05;
+    let mut data = vec![0.0; 4 * 4 * 3];
+    for (b, &len) in lengths.iter().enumerate() {
+        for t in 0..len {
+            for f in 0..3 {
+                data[(b * 4 + t) * 3 + f] = value(b, t, f);
+            }
+        }
+    }
+    let batch = Tensor::new(vec![4, 4, 3], data).unwrap();
+    let results = everywhere(&model, &batch);
+    for (b, &len) in lengths.iter().enumerate() {
+        let alone = if len == 0 {
+            vec![0.0; 4]
+        } else {
+            let d: Vec<f32> = (0..len).flat_map(|t| (0..3).map(move |f| value(b, t, f))).collect();
+            let x = Tensor::new(vec![1, len, 3], d).unwrap();
+            reference::forward(&model, &x, &RunOptions::default()).unwrap().output.into_data()
+        };
+        for (who, f) in &results {
+            let got = &f.output.data()[b * 4..(b + 1) * 4];
+            let c = compare(got, &alone, &[4], Tolerance::GPU_F32);
+            assert!(c.is_ok(), "{who} sample {b} (length {len}): {c}");
+            if len == 0 {
+                assert_eq!(got, &[0.0; 4], "{who}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_and_infinity_in_the_input_propagate_to_their_own_sample_only() {
+    // Inputs are not rejected: like Keras, a NaN or infinity flows through
+    // the arithmetic. A frame holding a NaN is never masked (NaN != 0). The
+    // other samples are untouched.
+    let model = lstm_model(3, 4, false);
+    let mut data: Vec<f32> = (0..3 * 2 * 3).map(|i| 0.1 + i as f32 * 0.01).collect();
+    data[0] = f32::NAN;
+    data[2 * 3 + 1] = f32::INFINITY;
+    let x = Tensor::new(vec![3, 2, 3], data).unwrap();
+    let clean = Tensor::new(vec![1, 2, 3], x.data()[12..].to_vec()).unwrap();
+    let want_clean = reference::forward(&model, &clean, &RunOptions::default()).unwrap();
+    let results = everywhere(&model, &x);
+    let cpu_inf_sample = results[0].1.output.data()[4..8].to_vec();
+    for (who, f) in &results {
+        let y = f.output.data();
+        assert!(y[..4].iter().all(|v| v.is_nan()), "{who}: NaN sample gives {:?}", &y[..4]);
+        // An infinity may saturate gates to finite values or become NaN
+        // (inf * 0); the GPU must do what the reference does, NaN for NaN.
+        let c = compare(&y[4..8], &cpu_inf_sample, &[4], Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{who}: infinity sample {c}");
+        let c = compare(&y[8..], want_clean.output.data(), &[4], Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{who}: clean sample {c}");
+    }
+}
