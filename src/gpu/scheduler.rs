@@ -388,6 +388,7 @@ impl GpuModel {
 
     fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
         let (batch, steps) = check_input(&self.input, input.shape())?;
+        crate::tensor::check_finite("input", input)?;
         let slice = self.batch_slice(batch, steps, opts)?;
         if slice == batch {
             let key = self.plan_for(batch, steps, opts)?;

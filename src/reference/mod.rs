@@ -56,6 +56,7 @@ pub fn forward_with_progress(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Forward> {
     let (b, t) = model.check_input(input.shape())?;
+    crate::tensor::check_finite("input", input)?;
     let mut x = input.data().to_vec();
     let mut mask: Option<Vec<u8>> = None;
     let mut layers = Vec::new();
