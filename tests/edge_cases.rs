@@ -154,3 +154,53 @@ fn nan_and_infinity_in_the_input_are_rejected_with_their_index() {
         }
     }
 }
+
+#[test]
+fn an_explicit_mask_skips_its_steps_like_keras_mask_argument() {
+    // No Masking layer: the caller's mask alone decides. Sample 0 skips its
+    // middle step, sample 1 its first; each equals its valid steps run alone.
+    let mut model = ModelBuilder::new("lstm", None, &[3])
+        .layer(LayerKind::Lstm(Lstm {
+            units: 4,
+            return_sequences: false,
+            zero_output_for_mask: false,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+        }))
+        .build()
+        .unwrap();
+    for (i, (layer, var, shape)) in model.weight_specs().into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|j| (((j * 13 + i * 5) % 11) as f32 - 5.0) * 0.09).collect();
+        model.set_weight(&layer, var, Tensor::new(shape, data).unwrap()).unwrap();
+    }
+    let data: Vec<f32> = (0..2 * 3 * 3).map(|i| ((i * 7) % 10) as f32 * 0.1 - 0.45).collect();
+    let x = Tensor::new(vec![2, 3, 3], data.clone()).unwrap();
+    let mask = [1u8, 0, 1, 0, 1, 1];
+    let alone = |steps: &[usize], b: usize| {
+        let d: Vec<f32> = steps
+            .iter()
+            .flat_map(|&t| data[(b * 3 + t) * 3..(b * 3 + t + 1) * 3].to_vec())
+            .collect();
+        let x = Tensor::new(vec![1, steps.len(), 3], d).unwrap();
+        reference::forward(&model, &x, &RunOptions::default()).unwrap().output.into_data()
+    };
+    let want: Vec<f32> = [alone(&[0, 2], 0), alone(&[1, 2], 1)].concat();
+    let opts = RunOptions { capture_layers: true, ..Default::default() };
+    let mut results =
+        vec![("cpu".to_string(), reference::forward_with_mask(&model, &x, &mask, &opts).unwrap())];
+    for ctx in gpu_util::contexts() {
+        let mut gm = GpuModel::new(ctx.clone(), &model).unwrap();
+        results.push((ctx.describe(), gm.forward_with_mask(&x, &mask, &opts).unwrap()));
+        // A mask of the wrong shape is refused, naming B x T.
+        let err = gm.forward_with_mask(&x, &mask[..5], &opts).unwrap_err().to_string();
+        assert!(err.contains("2 x 3 = 6 values") && err.contains("5 values"), "{err}");
+    }
+    let err = reference::forward_with_mask(&model, &x, &[1; 7], &opts).unwrap_err().to_string();
+    assert!(err.contains("2 x 3 = 6 values"), "{err}");
+    for (who, f) in results {
+        let c = compare(f.output.data(), &want, &[2, 4], Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{who}: {c}");
+    }
+}
