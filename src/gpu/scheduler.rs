@@ -38,6 +38,8 @@ pub struct GpuModel {
     plans: HashMap<PlanKey, Plan>,
     wg: u32,
     weight_bytes: u64,
+    /// The model with its weights dropped: layer facts and training checks.
+    checks: Model,
 }
 
 #[derive(Default)]
@@ -193,6 +195,7 @@ impl GpuModel {
             plans: HashMap::new(),
             wg,
             weight_bytes: 0,
+            checks: model.without_weights(),
         };
         for (index, layer) in model.layers().iter().enumerate() {
             let w = gm.upload_weights(model, index, layer)?;
@@ -425,6 +428,7 @@ impl GpuModel {
         profile: bool,
     ) -> Result<Forward> {
         let (batch, steps) = check_input(&self.input, input.shape())?;
+        self.checks.check_training(opts.training)?;
         crate::tensor::check_finite("input", input)?;
         let masked = mask.is_some();
         let slice = self.batch_slice(batch, steps, opts, masked)?;
