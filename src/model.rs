@@ -348,7 +348,14 @@ impl ModelBuilder {
                     .collect()
             })
             .collect();
-        Ok(Model { name: self.name, input: self.input, layers: self.layers, infos, weights })
+        Ok(Model {
+            name: self.name,
+            input: self.input,
+            layers: self.layers,
+            infos,
+            weights,
+            training_unsupported: Vec::new(),
+        })
     }
 }
 
@@ -378,9 +385,39 @@ pub struct Model {
     /// Per layer, `(variable name, tensor)` in Keras order (kernel,
     /// [recurrent_kernel,] bias).
     weights: Vec<Vec<(String, Tensor)>>,
+    /// Why training mode cannot run (options that act only in training).
+    training_unsupported: Vec<String>,
 }
 
 impl Model {
+    /// Marks training mode as unsupported for this model, with the reason
+    /// (an option that acts only in training, such as LSTM dropout).
+    pub fn forbid_training(&mut self, reason: impl Into<String>) {
+        self.training_unsupported.push(reason.into());
+    }
+
+    /// Fails with [`Error::Unsupported`] when `training` is requested but
+    /// the model cannot train.
+    pub fn check_training(&self, training: bool) -> Result<()> {
+        match self.training_unsupported.first() {
+            Some(reason) if training => Err(Error::Unsupported(format!("training mode: {reason}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same model with every weight emptied, for holders that need its
+    /// structure but not its (possibly large) weights.
+    pub fn without_weights(&self) -> Model {
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers: self.layers.clone(),
+            infos: self.infos.clone(),
+            weights: self.weights.iter().map(|_| Vec::new()).collect(),
+            training_unsupported: self.training_unsupported.clone(),
+        }
+    }
+
     /// The model's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -527,6 +564,18 @@ impl Model {
         }
         Ok((b, t))
     }
+}
+
+/// Checks an explicit timestep mask against the batch: `[B * T]` values.
+pub fn check_mask(mask: &[u8], b: usize, t: usize) -> Result<()> {
+    if mask.len() != b * t {
+        return Err(Error::input(
+            "timestep mask",
+            format!("B x T = {b} x {t} = {} values, row-major (1 = valid step)", b * t),
+            format!("{} values", mask.len()),
+        ));
+    }
+    Ok(())
 }
 
 /// Shape inference over a stack. Public for loaders that want to validate

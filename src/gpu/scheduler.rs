@@ -38,6 +38,8 @@ pub struct GpuModel {
     plans: HashMap<PlanKey, Plan>,
     wg: u32,
     weight_bytes: u64,
+    /// The model with its weights dropped: layer facts and training checks.
+    checks: Model,
 }
 
 #[derive(Default)]
@@ -60,6 +62,8 @@ struct PlanKey {
     steps: usize,
     capture: bool,
     training: bool,
+    /// The caller passes a timestep mask for the model input.
+    masked_input: bool,
 }
 
 /// One dispatch, before physical buffers exist.
@@ -119,6 +123,8 @@ enum ReadWhat {
 struct Plan {
     buffers: Vec<wgpu::Buffer>,
     input: usize,
+    /// Physical buffer of the caller's timestep mask, when the plan takes one.
+    input_mask: Option<usize>,
     stages: Vec<(StageDesc, Vec<Dispatch>)>,
     dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
     readbacks: Vec<Readback>,
@@ -129,6 +135,14 @@ struct Dispatch {
     pipeline: (Shader, &'static str),
     bind_group: wgpu::BindGroup,
     groups: (u32, u32, u32),
+}
+
+/// What planning recorded: the input's and the input mask's virtual
+/// buffers, and what to read back.
+struct Built {
+    input: usize,
+    input_mask: Option<usize>,
+    reads: Vec<(ReadWhat, usize)>,
 }
 
 /// Builder state while planning one shape.
@@ -181,6 +195,7 @@ impl GpuModel {
             plans: HashMap::new(),
             wg,
             weight_bytes: 0,
+            checks: model.without_weights(),
         };
         for (index, layer) in model.layers().iter().enumerate() {
             let w = gm.upload_weights(model, index, layer)?;
@@ -386,12 +401,41 @@ impl GpuModel {
         self.run(input, opts, true)
     }
 
-    fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
+    /// [`GpuModel::forward`] with an explicit timestep mask `[B * T]`
+    /// (1 = valid step), as Keras's `model(x, mask=m)`: it reaches every
+    /// layer until a Masking layer replaces it or an LSTM without sequences
+    /// drops it.
+    pub fn forward_with_mask(
+        &mut self,
+        input: &Tensor,
+        mask: &[u8],
+        opts: &RunOptions,
+    ) -> Result<Forward> {
         let (batch, steps) = check_input(&self.input, input.shape())?;
-        let slice = self.batch_slice(batch, steps, opts)?;
+        crate::model::check_mask(mask, batch, steps)?;
+        self.run_masked(input, Some(mask), opts, false)
+    }
+
+    fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
+        self.run_masked(input, None, opts, profile)
+    }
+
+    fn run_masked(
+        &mut self,
+        input: &Tensor,
+        mask: Option<&[u8]>,
+        opts: &RunOptions,
+        profile: bool,
+    ) -> Result<Forward> {
+        let (batch, steps) = check_input(&self.input, input.shape())?;
+        self.checks.check_training(opts.training)?;
+        crate::tensor::check_finite("input", input)?;
+        let masked = mask.is_some();
+        let slice = self.batch_slice(batch, steps, opts, masked)?;
         if slice == batch {
-            let key = self.plan_for(batch, steps, opts)?;
-            return execute(&self.ctx, &self.pipelines, &self.plans[&key], input, opts, 0, profile);
+            let key = self.plan_for(batch, steps, opts, masked)?;
+            let plan = &self.plans[&key];
+            return execute(&self.ctx, &self.pipelines, plan, input, mask, opts, 0, profile);
         }
         // Samples are independent in every layer, so a batch whose tensors
         // exceed one storage binding runs as consecutive slices of samples.
@@ -405,9 +449,12 @@ impl GpuModel {
             shape[0] = n;
             let data = input.data()[start * per_sample..(start + n) * per_sample].to_vec();
             let part = Tensor::new(shape, data)?;
-            let key = self.plan_for(n, steps, opts)?;
+            let part_mask = mask.map(|m| &m[start * steps..(start + n) * steps]);
+            let key = self.plan_for(n, steps, opts, masked)?;
             let plan = &self.plans[&key];
-            parts.push(execute(&self.ctx, &self.pipelines, plan, &part, opts, start, profile)?);
+            let fwd =
+                execute(&self.ctx, &self.pipelines, plan, &part, part_mask, opts, start, profile)?;
+            parts.push(fwd);
             start += n;
         }
         concat_batches(parts)
@@ -416,10 +463,21 @@ impl GpuModel {
     /// The largest number of samples, at most `batch`, whose tensors all fit
     /// the device's bindings; an error naming the tensor when one sample
     /// does not fit.
-    fn batch_slice(&self, batch: usize, steps: usize, opts: &RunOptions) -> Result<usize> {
+    fn batch_slice(
+        &self,
+        batch: usize,
+        steps: usize,
+        opts: &RunOptions,
+        masked_input: bool,
+    ) -> Result<usize> {
         let fits = |b: usize| -> Result<bool> {
-            let key =
-                PlanKey { batch: b, steps, capture: opts.capture_layers, training: opts.training };
+            let key = PlanKey {
+                batch: b,
+                steps,
+                capture: opts.capture_layers,
+                training: opts.training,
+                masked_input,
+            };
             if self.plans.contains_key(&key) {
                 return Ok(true);
             }
@@ -437,8 +495,20 @@ impl GpuModel {
     }
 
     /// Plans `(batch, steps)` unless a plan exists; returns its key.
-    fn plan_for(&mut self, batch: usize, steps: usize, opts: &RunOptions) -> Result<PlanKey> {
-        let key = PlanKey { batch, steps, capture: opts.capture_layers, training: opts.training };
+    fn plan_for(
+        &mut self,
+        batch: usize,
+        steps: usize,
+        opts: &RunOptions,
+        masked_input: bool,
+    ) -> Result<PlanKey> {
+        let key = PlanKey {
+            batch,
+            steps,
+            capture: opts.capture_layers,
+            training: opts.training,
+            masked_input,
+        };
         if !self.plans.contains_key(&key) {
             let plan = self.plan(key)?;
             log::debug!(
@@ -467,8 +537,8 @@ impl GpuModel {
 
     fn plan(&self, key: PlanKey) -> Result<Plan> {
         let mut p = self.planner(key);
-        let (input, reads) = p.build(key)?;
-        p.materialize(input, reads)
+        let built = p.build(key)?;
+        p.materialize(built)
     }
 }
 
@@ -670,12 +740,14 @@ impl Planner<'_> {
     }
 
     /// Records every layer. Returns the output virtual buffer and what to read back.
-    fn build(&mut self, key: PlanKey) -> Result<(usize, Vec<(ReadWhat, usize)>)> {
+    fn build(&mut self, key: PlanKey) -> Result<Built> {
         let (b, t) = (self.batch, self.steps);
         let frame_len: usize = self.model.input.frame.iter().product();
         let mut value = self.vbuf("input".into(), b * t * frame_len)?;
         let input = value;
-        let mut mask: Option<usize> = None;
+        let input_mask =
+            if key.masked_input { Some(self.vbuf("input mask".into(), b * t)?) } else { None };
+        let mut mask: Option<usize> = input_mask;
         let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
         let model = self.model;
         for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
@@ -939,10 +1011,10 @@ impl Planner<'_> {
                     ReadWhat::Layer(name.clone(), info.output.with_batch(b, out_steps)),
                     value,
                 ));
-                if info.has_mask {
-                    if let Some(m) = mask {
-                        reads.push((ReadWhat::Mask, m));
-                    }
+                // A mask reaches every timed output after a Masking layer
+                // (or from the caller) until an LSTM drops the time axis.
+                if let (true, Some(m)) = (info.output.timed, mask) {
+                    reads.push((ReadWhat::Mask, m));
                 }
             }
         }
@@ -956,7 +1028,7 @@ impl Planner<'_> {
         };
         reads.push((ReadWhat::Output(shape), value));
         let _ = input;
-        Ok((input, reads))
+        Ok(Built { input, input_mask, reads })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1008,7 +1080,8 @@ impl Planner<'_> {
     }
 
     /// Assigns physical buffers and creates bind groups and staging buffers.
-    fn materialize(mut self, input: usize, reads: Vec<(ReadWhat, usize)>) -> Result<Plan> {
+    fn materialize(mut self, built: Built) -> Result<Plan> {
+        let Built { input, input_mask, reads } = built;
         let model = self.model;
         let ctx = &model.ctx;
         let device = &ctx.device;
@@ -1018,6 +1091,9 @@ impl Planner<'_> {
             self.vbufs[*v].last = end;
         }
         self.vbufs[input].first = 0;
+        if let Some(m) = input_mask {
+            self.vbufs[m].first = 0;
+        }
 
         // Greedy assignment: a physical buffer is free once its last virtual
         // buffer is dead. Best fit by size, else a new buffer.
@@ -1157,6 +1233,7 @@ impl Planner<'_> {
         Ok(Plan {
             buffers,
             input: assign[input],
+            input_mask: input_mask.map(|m| assign[m]),
             stages,
             dropouts: dropout_uniforms,
             readbacks,
@@ -1165,11 +1242,13 @@ impl Planner<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
     ctx: &Context,
     pipelines: &HashMap<(Shader, &'static str), wgpu::ComputePipeline>,
     plan: &Plan,
     input: &Tensor,
+    mask: Option<&[u8]>,
     opts: &RunOptions,
     sample_offset: usize,
     profile: bool,
@@ -1177,6 +1256,10 @@ fn execute(
     ctx.check_faults("forward")?;
     let started = Instant::now();
     ctx.queue.write_buffer(&plan.buffers[plan.input], 0, bytemuck::cast_slice(input.data()));
+    if let (Some(m), Some(buffer)) = (mask, plan.input_mask) {
+        let words: Vec<u32> = m.iter().map(|&v| u32::from(v != 0)).collect();
+        ctx.queue.write_buffer(&plan.buffers[buffer], 0, bytemuck::cast_slice(&words));
+    }
     for (buf, params, layer) in &plan.dropouts {
         let p = DropoutParams {
             seed: rng::layer_seed(opts.seed, *layer),
