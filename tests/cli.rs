@@ -210,3 +210,37 @@ fn run_rejects_a_wrong_input_shape_in_one_line() {
     let line = assert_one_error_line(&out);
     assert!(line.contains("input"), "{line}");
 }
+
+#[test]
+fn bench_on_the_cpu_times_every_layer() {
+    let out = cnn_lstm(&[
+        "bench",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--timesteps",
+        "2",
+        "--iterations",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for stage in ["conv2d", "lstm", "lstm_1", "dense", "forward pass (wall, mean)", "clips/s"] {
+        assert!(text.contains(stage), "{stage} missing from\n{text}");
+    }
+}
+
+#[test]
+fn devices_lists_the_adapter_it_selects() {
+    let out = cnn_lstm(&["devices"]);
+    if out.status.code() != Some(0) {
+        assert!(std::env::var_os("CI").is_none(), "CI has no GPU adapter");
+        assert_one_error_line(&out);
+        return;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let selected = text.lines().find_map(|l| l.strip_prefix("Selected: ")).unwrap();
+    // The selected adapter is one of those listed.
+    assert!(text.lines().any(|l| l.trim() == selected), "{text}");
+}
