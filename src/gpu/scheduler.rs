@@ -129,6 +129,15 @@ struct Plan {
     dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
     readbacks: Vec<Readback>,
     bytes: u64,
+    /// GPU time of each stage, where the device has timestamp queries.
+    timestamps: Option<Timestamps>,
+}
+
+/// Two timestamps per stage (start, end), resolved and read back with the outputs.
+struct Timestamps {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
 }
 
 struct Dispatch {
@@ -1230,7 +1239,32 @@ impl Planner<'_> {
             });
             readbacks.push(Readback { what, source: assign[v], bytes, staging });
         }
+        let timestamps = if ctx.has_timestamps() && !stages.is_empty() {
+            let count = 2 * stages.len() as u32;
+            let bytes = u64::from(count) * 8;
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("stage timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stage timestamps resolved"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stage timestamps readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            Some(Timestamps { set, resolve, staging })
+        } else {
+            None
+        };
         Ok(Plan {
+            timestamps,
             buffers,
             input: assign[input],
             input_mask: input_mask.map(|m| assign[m]),
@@ -1270,19 +1304,27 @@ fn execute(
     }
 
     let mut timings = Vec::new();
-    let record = |encoder: &mut wgpu::CommandEncoder, stage: &(StageDesc, Vec<Dispatch>)| {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&stage.0.name),
-            timestamp_writes: None,
-        });
-        for d in &stage.1 {
-            if let Some(p) = pipelines.get(&d.pipeline) {
-                pass.set_pipeline(p);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+    // Timestamps bracket each stage's pass in the single-submission path.
+    let stamps = if profile { None } else { plan.timestamps.as_ref() };
+    let record =
+        |encoder: &mut wgpu::CommandEncoder, i: usize, stage: &(StageDesc, Vec<Dispatch>)| {
+            let timestamp_writes = stamps.map(|t| wgpu::ComputePassTimestampWrites {
+                query_set: &t.set,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&stage.0.name),
+                timestamp_writes,
+            });
+            for d in &stage.1 {
+                if let Some(p) = pipelines.get(&d.pipeline) {
+                    pass.set_pipeline(p);
+                    pass.set_bind_group(0, &d.bind_group, &[]);
+                    pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+                }
             }
-        }
-    };
+        };
     let new_encoder = |label: &str| {
         ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     };
@@ -1292,11 +1334,11 @@ fn execute(
         }
     };
     if profile {
-        for stage in &plan.stages {
+        for (i, stage) in plan.stages.iter().enumerate() {
             let t0 = Instant::now();
             ctx.scoped(&stage.0.name, 0, || {
                 let mut encoder = new_encoder(&stage.0.name);
-                record(&mut encoder, stage);
+                record(&mut encoder, i, stage);
                 ctx.queue.submit([encoder.finish()]);
             })?;
             ctx.wait(&stage.0.name)?;
@@ -1308,14 +1350,33 @@ fn execute(
     } else {
         ctx.scoped("forward", 0, || {
             let mut encoder = new_encoder("forward");
-            for stage in &plan.stages {
-                record(&mut encoder, stage);
+            for (i, stage) in plan.stages.iter().enumerate() {
+                record(&mut encoder, i, stage);
             }
             copy_out(&mut encoder);
+            if let Some(t) = stamps {
+                encoder.resolve_query_set(&t.set, 0..2 * plan.stages.len() as u32, &t.resolve, 0);
+                encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, t.staging.size());
+            }
             ctx.queue.submit([encoder.finish()]);
         })?;
     }
-    let values = read_back(ctx, plan)?;
+    let mut staging: Vec<&wgpu::Buffer> = plan.readbacks.iter().map(|r| &r.staging).collect();
+    if let Some(t) = stamps {
+        staging.push(&t.staging);
+    }
+    let mut raw = read_back(ctx, &staging)?;
+    let stamp_bytes = if stamps.is_some() { raw.pop() } else { None };
+    if let Some(bytes) = stamp_bytes {
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let period = f64::from(ctx.queue.get_timestamp_period());
+        for (i, stage) in plan.stages.iter().enumerate() {
+            let ns = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+            timings.push(timing(&stage.0, Duration::from_nanos(ns as u64)));
+        }
+    }
+    let values: Vec<Vec<f32>> =
+        raw.iter().map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b)).collect();
     if !profile {
         timings.push(StageTiming {
             name: "total".into(),
@@ -1357,19 +1418,19 @@ fn to_tensor(shape: &[usize], mut data: Vec<f32>) -> Result<Tensor> {
     Tensor::new(shape.to_vec(), data)
 }
 
-/// Maps every staging buffer, waits once, copies the values out.
-fn read_back(ctx: &Context, plan: &Plan) -> Result<Vec<Vec<f32>>> {
+/// Maps every staging buffer, waits once, copies the bytes out.
+fn read_back(ctx: &Context, staging: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    for (i, r) in plan.readbacks.iter().enumerate() {
+    for (i, buffer) in staging.iter().enumerate() {
         let tx = tx.clone();
-        r.staging.slice(..).map_async(wgpu::MapMode::Read, move |res| {
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |res| {
             let _ = tx.send((i, res));
         });
     }
     drop(tx);
     ctx.wait("readback")?;
     let mut failed = None;
-    for _ in 0..plan.readbacks.len() {
+    for _ in 0..staging.len() {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok((_, Ok(()))) => {}
             Ok((i, Err(e))) => failed = Some(format!("buffer {i}: {e}")),
@@ -1377,21 +1438,21 @@ fn read_back(ctx: &Context, plan: &Plan) -> Result<Vec<Vec<f32>>> {
         }
     }
     if let Some(message) = failed {
-        for r in &plan.readbacks {
-            r.staging.unmap();
+        for buffer in staging {
+            buffer.unmap();
         }
         ctx.check_faults("readback")?;
         return Err(Error::Map(message));
     }
-    let mut out = Vec::with_capacity(plan.readbacks.len());
-    for r in &plan.readbacks {
-        let values = {
+    let mut out = Vec::with_capacity(staging.len());
+    for buffer in staging {
+        let bytes = {
             let view =
-                r.staging.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+                buffer.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
+            view.to_vec()
         };
-        r.staging.unmap();
-        out.push(values);
+        buffer.unmap();
+        out.push(bytes);
     }
     Ok(out)
 }
