@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use cnn_lstm::tolerance::{self, Tolerance};
 use cnn_lstm::{gpu, init, keras, reference, Error, Forward, Model, Result, RunOptions, Tensor};
@@ -150,9 +149,4 @@ pub struct Agreement {
     pub ok: bool,
     /// The comparison report when not ok (count, worst values, first indices).
     pub report: String,
-}
-
-/// Sum of the stage times of a forward pass.
-pub fn total_time(fwd: &Forward) -> Duration {
-    fwd.timings.iter().map(|s| s.time).sum()
 }
