@@ -168,6 +168,8 @@ struct Planner<'a> {
 impl GpuModel {
     /// Uploads the weights and compiles every pipeline the model needs.
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
+        let guard_ctx = Arc::clone(&ctx);
+        let _serial = guard_ctx.exclusive();
         let limits = ctx.limits().clone();
         // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
         let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
@@ -436,6 +438,8 @@ impl GpuModel {
         opts: &RunOptions,
         profile: bool,
     ) -> Result<Forward> {
+        let ctx = Arc::clone(&self.ctx);
+        let _serial = ctx.exclusive();
         let (batch, steps) = check_input(&self.input, input.shape())?;
         self.checks.check_training(opts.training)?;
         crate::tensor::check_finite("input", input)?;
