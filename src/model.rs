@@ -133,6 +133,48 @@ pub struct Conv2D {
     pub use_bias: bool,
 }
 
+impl Conv2D {
+    /// `filters` kernels of `kernel` = `(kh, kw)`, with Keras's defaults:
+    /// stride 1, no dilation, 'valid' padding, linear activation, a bias.
+    pub fn new(filters: usize, kernel: (usize, usize)) -> Self {
+        Conv2D {
+            filters,
+            kernel,
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+        }
+    }
+
+    /// With this activation.
+    pub fn activation(self, activation: Activation) -> Self {
+        Conv2D { activation, ..self }
+    }
+
+    /// With this padding.
+    pub fn padding(self, padding: Padding) -> Self {
+        Conv2D { padding, ..self }
+    }
+
+    /// With these strides `(sh, sw)`.
+    pub fn strides(self, strides: (usize, usize)) -> Self {
+        Conv2D { strides, ..self }
+    }
+
+    /// With this dilation `(dh, dw)`.
+    pub fn dilation(self, dilation: (usize, usize)) -> Self {
+        Conv2D { dilation, ..self }
+    }
+}
+
+impl From<Conv2D> for LayerKind {
+    fn from(c: Conv2D) -> Self {
+        LayerKind::Conv2D(c)
+    }
+}
+
 /// Max or average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
@@ -167,6 +209,24 @@ pub struct Dense {
     pub use_bias: bool,
 }
 
+impl Dense {
+    /// `units` outputs with Keras's defaults: linear activation, a bias.
+    pub fn new(units: usize) -> Self {
+        Dense { units, activation: Activation::Linear, use_bias: true }
+    }
+
+    /// With this activation.
+    pub fn activation(self, activation: Activation) -> Self {
+        Dense { activation, ..self }
+    }
+}
+
+impl From<Dense> for LayerKind {
+    fn from(d: Dense) -> Self {
+        LayerKind::Dense(d)
+    }
+}
+
 /// `LSTM` with Keras's gate order i, f, c, o and a single bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lstm {
@@ -179,6 +239,32 @@ pub struct Lstm {
     /// Gate activation (Keras `recurrent_activation`, default sigmoid).
     pub recurrent_activation: Activation,
     pub use_bias: bool,
+}
+
+impl Lstm {
+    /// `units` cells with Keras's defaults: tanh and sigmoid, a bias, only
+    /// the last output returned, masked steps repeating the previous output.
+    pub fn new(units: usize) -> Self {
+        Lstm {
+            units,
+            return_sequences: false,
+            zero_output_for_mask: false,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+        }
+    }
+
+    /// Returning the output of every step (`return_sequences`).
+    pub fn sequences(self, return_sequences: bool) -> Self {
+        Lstm { return_sequences, ..self }
+    }
+}
+
+impl From<Lstm> for LayerKind {
+    fn from(l: Lstm) -> Self {
+        LayerKind::Lstm(l)
+    }
 }
 
 /// What a layer computes.
@@ -322,7 +408,8 @@ impl ModelBuilder {
     }
 
     /// Appends a layer; names default to Keras's (`conv2d`, `conv2d_1`, ...).
-    pub fn layer(mut self, kind: LayerKind) -> Self {
+    pub fn layer(mut self, kind: impl Into<LayerKind>) -> Self {
+        let kind = kind.into();
         let base = default_name(&kind);
         let n = self.layers.iter().filter(|l| default_name(&l.kind) == base).count();
         let name = if n == 0 { base.to_string() } else { format!("{base}_{n}") };
