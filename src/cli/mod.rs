@@ -38,8 +38,8 @@ enum Command {
     Demo(DemoArgs),
     /// Run a model on an input file and write the output file.
     Run(RunArgs),
-    /// Run a Keras fixture (model, weights, io.safetensors) and compare every
-    /// layer with Keras's stored outputs.
+    /// Run a model on the GPU and on the CPU reference and compare them layer
+    /// by layer, and with Keras's outputs when the input file holds them.
     Verify(VerifyArgs),
     /// Print a Keras-style summary of a model (default: the demo's model).
     Summary(SummaryArgs),
@@ -94,10 +94,12 @@ pub struct DemoArgs {
 /// Options of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Keras model: `model.json` (from `model.to_json()`) or `model.keras`.
+    /// Keras model: `model.json` (from `model.to_json()`) or `model.keras`
+    /// (which holds its weights).
     #[arg(long)]
     model: PathBuf,
-    /// Weights (safetensors); not needed with a `.keras` file.
+    /// Weights (safetensors, keyed by Keras variable path); needed with a
+    /// `.json` model, and replaces a `.keras` file's own weights.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Input safetensors file holding an f32 tensor `[B, T, ...frame]`.
@@ -106,31 +108,45 @@ pub struct RunArgs {
     /// Name of the input tensor in the input file.
     #[arg(long, default_value = "input")]
     input_key: String,
-    /// Output safetensors file; gets `output` (and `layer/<name>` with --capture).
+    /// Output safetensors file; gets `output`, and with --layers
+    /// `layer/<name>` and `mask/<name>`. Written only once the forward pass
+    /// has succeeded.
     #[arg(long)]
     output: PathBuf,
+    /// Also write every layer's output as `layer/<name>` and, where a layer
+    /// carries a timestep mask, the mask as `mask/<name>` (U8 `[B, T]`,
+    /// 1 = valid step), as in the Keras fixtures' io.safetensors.
+    #[arg(long)]
+    layers: bool,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     device: Device,
     /// Training mode (dropout on).
     #[arg(long)]
     training: bool,
-    /// Seed of the dropout masks in training mode.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Also write every layer's output as `layer/<name>`.
-    #[arg(long)]
-    capture: bool,
+    /// Seed of the dropout masks (default 0); needs --training.
+    #[arg(long, requires = "training")]
+    seed: Option<u64>,
 }
 
 /// Options of `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Fixture directory holding model.json, weights.safetensors and io.safetensors.
-    dir: PathBuf,
-    /// Where to run.
-    #[arg(long, value_enum, default_value_t = Device::Gpu)]
-    device: Device,
+    /// Keras model: `model.json` or `model.keras` (which holds its weights).
+    #[arg(long)]
+    model: PathBuf,
+    /// Weights (safetensors); needed with a `.json` model, and replaces a
+    /// `.keras` file's own weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Safetensors file holding the f32 input and, optionally, Keras's
+    /// outputs: `output`, `layer/<name>`, `mask/<name>` (as the fixtures'
+    /// io.safetensors).
+    #[arg(long)]
+    input: PathBuf,
+    /// Name of the input tensor in the input file.
+    #[arg(long, default_value = "input")]
+    input_key: String,
 }
 
 /// Options of `summary`.
