@@ -39,3 +39,45 @@ fn sequence_reshape_whose_dims_overflow_is_refused() {
     let model = keras::load_model_json(&sequential_reshape("[-1, 2, 3]"), "m.json").unwrap();
     assert_eq!(model.output_shape().dims, vec![2, 3]);
 }
+
+/// A `.keras` archive holding `entries`, deflate-compressed.
+fn keras_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut w = zip::ZipWriter::new(&mut buf);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap();
+    buf.into_inner()
+}
+
+#[test]
+fn keras_config_json_that_expands_past_64_mib_is_refused() {
+    // 64 MiB + 1 of spaces deflates to about 64 KiB: before the cap the
+    // loader inflated a config.json up to 8 GiB into memory.
+    let big = vec![b' '; (64 << 20) + 1];
+    let archive = keras_zip(&[("config.json", &big)]);
+    assert!(archive.len() < 1 << 20, "the archive itself is small: {}", archive.len());
+    match keras::load_keras_bytes(&archive, "bomb.keras") {
+        Err(Error::Format { path, message }) => {
+            assert_eq!(path, "bomb.keras");
+            assert!(
+                message.contains("config.json expands to more than 67108864 bytes"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a format error naming config.json, got {other:?}"),
+    }
+    // Exactly at the cap it is read and parsed (and fails as JSON, not on size).
+    let at_cap = vec![b' '; 64 << 20];
+    match keras::load_keras_bytes(&keras_zip(&[("config.json", &at_cap)]), "cap.keras") {
+        Err(Error::Format { message, .. }) => {
+            assert!(message.contains("not valid model JSON"), "{message}")
+        }
+        other => panic!("expected a JSON error, got {other:?}"),
+    }
+}
