@@ -918,9 +918,11 @@ impl Parser<'_> {
         let keeps_time = match raw.first() {
             Some(&t) => {
                 let rest_known = raw[1..].iter().all(|&d| d >= 1);
-                let rest: i64 = raw[1..].iter().product();
-                let per_step = i64::try_from(shape.elements()).unwrap_or(-1);
+                // Checked: hostile dims must not overflow (or wrap to a match).
+                let rest = raw[1..].iter().try_fold(1i64, |a, &d| a.checked_mul(d));
+                let per_step = i64::try_from(shape.elements()).ok();
                 rest_known
+                    && rest.is_some()
                     && rest == per_step
                     && (t == -1 || input.time_steps.and_then(|n| i64::try_from(n).ok()) == Some(t))
             }
@@ -984,7 +986,8 @@ fn check_size(index: usize, name: &str, kind: &LayerKind, shape: &SampleShape) -
         Ok(())
     } else {
         Err(Error::Unsupported(format!(
-            "layer {index} ({name}): {} on {} needs more than {MAX_VALUES} weights or values per              step; cnn-lstm refuses models that large",
+            "layer {index} ({name}): {} on {} needs more than {MAX_VALUES} weights or values per \
+             step; cnn-lstm refuses models that large",
             kind.class_name(),
             shape.keras_str(None)
         )))

@@ -79,8 +79,12 @@ pub fn load_weights_safetensors(model: &mut Model, path: impl AsRef<Path>) -> Re
     weights::load_safetensors_into(model, &inner, path)
 }
 
-/// Largest `config.json` or `model.weights.h5` read from a `.keras` archive.
-const MAX_ENTRY_BYTES: u64 = 8 << 30;
+/// Largest `model.weights.h5` read from a `.keras` archive (8 GiB).
+const MAX_WEIGHTS_BYTES: u64 = 8 << 30;
+
+/// Largest `config.json` read from a `.keras` archive (64 MiB; Keras writes a
+/// few KiB per layer), so a small compressed entry cannot expand to gigabytes.
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// Loads architecture and weights from a Keras 3 `.keras` file (a zip
 /// holding `config.json` and `model.weights.h5`).
@@ -94,11 +98,11 @@ pub fn load_keras_file(path: impl AsRef<Path>) -> Result<Model> {
 pub fn load_keras_bytes(bytes: &[u8], source: &str) -> Result<Model> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| Error::format(source, format!("not a .keras file (a zip archive): {e}")))?;
-    let config = read_entry(&mut archive, "config.json", source)?;
+    let config = read_entry(&mut archive, "config.json", MAX_CONFIG_BYTES, source)?;
     let config = String::from_utf8(config)
         .map_err(|_| Error::format(source, "config.json is not UTF-8 text"))?;
     let (mut model, _) = json::parse_model(&config, &format!("{source}!config.json"))?;
-    let weights = read_entry(&mut archive, "model.weights.h5", source)?;
+    let weights = read_entry(&mut archive, "model.weights.h5", MAX_WEIGHTS_BYTES, source)?;
     let matched = h5::read_weights_h5(&model, weights, &format!("{source}!model.weights.h5"))?;
     model.set_weights(matched)?;
     Ok(model)
@@ -107,15 +111,26 @@ pub fn load_keras_bytes(bytes: &[u8], source: &str) -> Result<Model> {
 fn read_entry(
     archive: &mut zip::ZipArchive<std::io::Cursor<&[u8]>>,
     name: &str,
+    limit: u64,
     source: &str,
 ) -> Result<Vec<u8>> {
     let entry = archive
         .by_name(name)
         .map_err(|e| Error::format(source, format!("no {name} in the .keras archive: {e}")))?;
     let mut out = Vec::new();
+    // One byte past the limit tells an entry at the limit from a larger one.
     entry
-        .take(MAX_ENTRY_BYTES)
+        .take(limit + 1)
         .read_to_end(&mut out)
         .map_err(|e| Error::format(source, format!("cannot read {name}: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(Error::format(
+            source,
+            format!(
+                "{name} expands to more than {limit} bytes; cnn-lstm refuses larger entries (a \
+                 damaged or hostile archive)"
+            ),
+        ));
+    }
     Ok(out)
 }
