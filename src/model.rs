@@ -582,12 +582,13 @@ impl Model {
     /// Sets every weight at once from `(layer, variable) -> tensor`. Fails,
     /// leaving the model unchanged, when one is missing, extra or misshapen.
     pub fn set_weights(&mut self, mut weights: BTreeMap<(String, String), Tensor>) -> Result<()> {
-        let mut staged = self.weights.clone();
-        for (layer, slots) in self.layers.iter().zip(staged.iter_mut()) {
-            for (variable, slot) in slots.iter_mut() {
-                let key = (layer.name.clone(), variable.clone());
+        // Check everything first, then move the tensors in: no copy of the
+        // model's weights is made, and a failure changes nothing.
+        for (layer, slots) in self.layers.iter().zip(&self.weights) {
+            for (variable, slot) in slots {
                 let full = format!("{}/{}", layer.name, variable);
-                let value = weights.remove(&key).ok_or_else(|| {
+                let key = (layer.name.clone(), variable.clone());
+                let value = weights.get(&key).ok_or_else(|| {
                     Error::weights(
                         &full,
                         format!("missing (expected shape {})", shape_str(slot.shape())),
@@ -603,16 +604,30 @@ impl Model {
                         ),
                     ));
                 }
-                *slot = value;
             }
         }
-        if let Some(((layer, variable), t)) = weights.into_iter().next() {
-            return Err(Error::weights(
-                format!("{layer}/{variable}"),
-                format!("shape {} is not used by any layer of the model", shape_str(t.shape())),
-            ));
+        let used: usize = self.weights.iter().map(Vec::len).sum();
+        if weights.len() > used {
+            let extra =
+                weights.iter().find(|((layer, variable), _)| {
+                    !self.layers.iter().zip(&self.weights).any(|(l, slots)| {
+                        &l.name == layer && slots.iter().any(|(v, _)| v == variable)
+                    })
+                });
+            if let Some(((layer, variable), t)) = extra {
+                return Err(Error::weights(
+                    format!("{layer}/{variable}"),
+                    format!("shape {} is not used by any layer of the model", shape_str(t.shape())),
+                ));
+            }
         }
-        self.weights = staged;
+        for (layer, slots) in self.layers.iter().zip(self.weights.iter_mut()) {
+            for (variable, slot) in slots.iter_mut() {
+                if let Some(value) = weights.remove(&(layer.name.clone(), variable.clone())) {
+                    *slot = value;
+                }
+            }
+        }
         Ok(())
     }
 
