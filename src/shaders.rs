@@ -17,19 +17,21 @@ pub enum Shader {
     Dropout,
     MatmulRegister,
     MatmulTiled,
+    MatmulSplitK,
     Softmax,
     LstmRecurrence,
 }
 
 impl Shader {
     /// Every kernel module.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Masking,
         Shader::Conv2D,
         Shader::Pool2D,
         Shader::Dropout,
         Shader::MatmulRegister,
         Shader::MatmulTiled,
+        Shader::MatmulSplitK,
         Shader::Softmax,
         Shader::LstmRecurrence,
     ];
@@ -43,6 +45,7 @@ impl Shader {
             Shader::Dropout => "dropout",
             Shader::MatmulRegister => "matmul_register",
             Shader::MatmulTiled => "matmul_tiled",
+            Shader::MatmulSplitK => "matmul_splitk",
             Shader::Softmax => "softmax",
             Shader::LstmRecurrence => "lstm_recurrence",
         }
@@ -56,6 +59,7 @@ impl Shader {
             Shader::Dropout => include_str!("../shaders/dropout.wgsl"),
             Shader::MatmulRegister => include_str!("../shaders/matmul_register.wgsl"),
             Shader::MatmulTiled => include_str!("../shaders/matmul_tiled.wgsl"),
+            Shader::MatmulSplitK => include_str!("../shaders/matmul_splitk.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::LstmRecurrence => include_str!("../shaders/lstm_recurrence.wgsl"),
         }

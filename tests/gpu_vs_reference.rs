@@ -1,5 +1,5 @@
 //! Every kernel and whole models: GPU output against the CPU reference, on
-//! every adapter present and with both GEMM variants, layer by layer.
+//! every adapter present and with every GEMM variant, layer by layer.
 
 mod gpu_util;
 
@@ -50,7 +50,7 @@ fn check(model: &Model, x: &Tensor, opts: &RunOptions, tol: Tolerance) {
     let opts = RunOptions { capture_layers: true, ..opts.clone() };
     let want = reference::forward(model, x, &opts).unwrap();
     let mut ran = 0;
-    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled, MatmulVariant::SplitK] {
         for ctx in gpu_util::contexts_with_matmul(variant) {
             let mut gm = GpuModel::new(ctx.clone(), model).unwrap();
             let got = gm.forward(x, &opts).unwrap();

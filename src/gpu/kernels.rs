@@ -35,7 +35,9 @@ pub struct ConvParams {
     pub act: u32,
     pub has_bias: u32,
     pub groups_x: u32,
-    pub _pad: [u32; 2],
+    /// Channel blocks per output row: `ceil(cout / workgroup size)`.
+    pub co_blocks: u32,
+    pub _pad: u32,
 }
 
 /// `PoolParams` of `shaders/pool2d.wgsl`.
@@ -94,6 +96,30 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
+/// `SplitKParams` of `shaders/matmul_splitk.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct SplitKParams {
+    pub m: u32,
+    pub n: u32,
+    pub lda: u32,
+    /// First row of this weight chunk within K (a multiple of 4).
+    pub k_offset: u32,
+    /// Rows of this weight chunk.
+    pub k_len: u32,
+    /// K values per slice (a multiple of 4).
+    pub slice_len: u32,
+    /// Index of this chunk's first slice in the partial-sum buffer.
+    pub slice_base: u32,
+    /// Slices over every chunk (read by the reduce entry).
+    pub slices: u32,
+    pub has_bias: u32,
+    pub act: u32,
+    pub groups_x: u32,
+    /// log2 of the operand textures' width in texels.
+    pub tex_shift: u32,
+}
+
 /// `SoftmaxParams` of `shaders/softmax.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -124,5 +150,6 @@ const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
 const _: () = assert!(std::mem::size_of::<PoolParams>() == 64);
 const _: () = assert!(std::mem::size_of::<DropoutParams>() == 48);
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
+const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);

@@ -26,6 +26,11 @@ use crate::tensor::Tensor;
 
 const F32: u64 = 4;
 
+/// Workgroup size of the split-K kernels.
+const SPLITK_WG: u32 = 32;
+/// Fewest K values per split-K slice: enough work per workgroup.
+const SPLITK_MIN_SLICE: usize = 256;
+
 /// A model whose weights live on the GPU, ready to run forward passes.
 pub struct GpuModel {
     ctx: Arc<Context>,
@@ -37,6 +42,10 @@ pub struct GpuModel {
     dummy: wgpu::Buffer,
     plans: HashMap<PlanKey, Plan>,
     wg: u32,
+    /// Workgroup size of the convolution: output channels per workgroup.
+    conv_wg: u32,
+    /// log2 of the width in texels of every operand texture.
+    tex_shift: u32,
     weight_bytes: u64,
 }
 
@@ -44,12 +53,23 @@ pub struct GpuModel {
 struct LayerWeights {
     /// The kernel, split along its first axis when it exceeds one binding.
     kernel: Vec<Chunk>,
+    /// The kernel of a split-K GEMM as rgba32float textures, split likewise;
+    /// when present, `kernel` is empty.
+    kernel_tex: Vec<TexChunk>,
     recurrent: Option<wgpu::Buffer>,
     bias: Option<wgpu::Buffer>,
 }
 
 struct Chunk {
     buffer: wgpu::Buffer,
+    k_offset: u32,
+    k_len: u32,
+}
+
+/// Rows `k_offset .. k_offset + k_len` of a `[K, N]` weight in a texture,
+/// four values of a row per texel, texels row-major over the texture width.
+struct TexChunk {
+    view: wgpu::TextureView,
     k_offset: u32,
     k_len: u32,
 }
@@ -72,13 +92,26 @@ struct OpDesc {
     groups: (u32, u32, u32),
     /// Index into `dropouts` when the uniform carries a per-call seed.
     dropout: Option<usize>,
+    /// When set, this is no dispatch but a copy of binding 0's buffer into
+    /// this virtual texture.
+    copy_to: Option<usize>,
 }
 
 #[derive(Clone)]
 enum Res {
     Uniform(Vec<u8>),
     Virtual(usize),
-    Weight { layer: usize, part: WeightPart },
+    Weight {
+        layer: usize,
+        part: WeightPart,
+    },
+    /// A weight chunk's texture.
+    WeightTex {
+        layer: usize,
+        chunk: usize,
+    },
+    /// A texture copy of a virtual buffer (index into `Planner::vtex`).
+    VirtualTex(usize),
     Dummy,
     Ones,
 }
@@ -118,6 +151,7 @@ enum ReadWhat {
 
 struct Plan {
     buffers: Vec<wgpu::Buffer>,
+    textures: Vec<wgpu::Texture>,
     input: usize,
     stages: Vec<(StageDesc, Vec<Dispatch>)>,
     dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
@@ -125,10 +159,14 @@ struct Plan {
     bytes: u64,
 }
 
-struct Dispatch {
-    pipeline: (Shader, &'static str),
-    bind_group: wgpu::BindGroup,
-    groups: (u32, u32, u32),
+enum Dispatch {
+    Compute {
+        pipeline: (Shader, &'static str),
+        bind_group: wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    },
+    /// Whole rows of `width` texels from a buffer into a texture.
+    CopyToTexture { buffer: usize, texture: usize, width: u32, rows: u32 },
 }
 
 /// Builder state while planning one shape.
@@ -140,6 +178,8 @@ struct Planner<'a> {
     ops: Vec<OpDesc>,
     stages: Vec<StageDesc>,
     dropouts: Vec<(DropoutParams, usize)>,
+    /// Texture copies of virtual buffers: (source, texture rows).
+    vtex: Vec<(usize, u32)>,
 }
 
 impl GpuModel {
@@ -169,6 +209,8 @@ impl GpuModel {
             dummy,
             plans: HashMap::new(),
             wg,
+            conv_wg: conv_workgroup(&ctx, model, wg),
+            tex_shift: (limits.max_texture_dimension_2d.clamp(1, 4096)).ilog2(),
             weight_bytes: 0,
         };
         for (index, layer) in model.layers().iter().enumerate() {
@@ -214,7 +256,10 @@ impl GpuModel {
         })?;
         let is_gemm = !matches!(layer.kind, LayerKind::Conv2D(_));
         let limit = self.ctx.binding_limit();
-        if is_gemm {
+        if is_gemm && self.gemm_uses_textures(kshape[0], kshape[1]) {
+            let (k, n) = (kshape[0], kshape[1]);
+            self.upload_texture_chunks(&layer.name, kernel.data(), (k, n), &mut w)?;
+        } else if is_gemm {
             // Split [K, N] into row chunks that each fit one binding.
             let (k, n) = (kshape[0], kshape[1]);
             let row_bytes = n as u64 * F32;
@@ -226,7 +271,11 @@ impl GpuModel {
                     allowed: limit,
                 });
             }
-            let rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            let mut rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            if rows_per_chunk < k && rows_per_chunk >= 4 {
+                // Chunk starts stay multiples of 4, as the split-K kernel reads vec4s.
+                rows_per_chunk -= rows_per_chunk % 4;
+            }
             let mut start = 0;
             while start < k {
                 let len = rows_per_chunk.min(k - start);
@@ -253,6 +302,65 @@ impl GpuModel {
             w.bias = Some(self.storage_checked(&label, bytemuck::cast_slice(b.data()))?);
         }
         Ok(w)
+    }
+
+    /// True when the GEMM with weight `[k, n]` runs split-K from textures:
+    /// K and N multiples of 4 and K >= 1024 (long enough for slices to pay),
+    /// or any K with the split-K variant forced.
+    fn gemm_uses_textures(&self, k: usize, n: usize) -> bool {
+        k % 4 == 0
+            && n % 4 == 0
+            && n > 0
+            && (k >= 1024 || self.ctx.matmul_variant() == MatmulVariant::SplitK)
+    }
+
+    /// Uploads weight `[k, n]` as rgba32float textures of whole rows, each
+    /// chunk within one binding's size and the texture height limit.
+    fn upload_texture_chunks(
+        &mut self,
+        name: &str,
+        data: &[f32],
+        (k, n): (usize, usize),
+        w: &mut LayerWeights,
+    ) -> Result<()> {
+        let width = 1usize << self.tex_shift;
+        let max_rows = self.ctx.limits().max_texture_dimension_2d as usize;
+        let by_binding = (self.ctx.binding_limit() / (n as u64 * F32)) as usize;
+        let by_height = max_rows * width * 4 / n;
+        let rows_per_chunk = by_binding.min(by_height).min(k) / 4 * 4;
+        if rows_per_chunk == 0 {
+            return Err(Error::LimitExceeded {
+                what: format!("four rows of {name}/kernel ({n} columns) in one texture"),
+                limit: "max_texture_dimension_2d and max_storage_buffer_binding_size".into(),
+                needed: 4 * n as u64 * F32,
+                allowed: self.ctx.binding_limit(),
+            });
+        }
+        let mut start = 0;
+        while start < k {
+            let len = rows_per_chunk.min(k - start);
+            let texels = len * n / 4;
+            let rows = texels.div_ceil(width);
+            let mut padded = vec![0f32; rows * width * 4];
+            padded[..len * n].copy_from_slice(&data[start * n..(start + len) * n]);
+            let label = format!("{name}/kernel[{start}..{}] texture", start + len);
+            let bytes = padded.len() as u64 * F32;
+            self.weight_bytes += bytes;
+            let (device, queue) = (&self.ctx.device, &self.ctx.queue);
+            let texture = self.ctx.scoped(&label, bytes, || {
+                device.create_texture_with_data(
+                    queue,
+                    &operand_texture(&label, width as u32, rows as u32),
+                    wgpu::util::TextureDataOrder::LayerMajor,
+                    bytemuck::cast_slice(&padded),
+                )
+            })?;
+            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            w.kernel_tex.push(TexChunk { view, k_offset: start as u32, k_len: len as u32 });
+            start += len;
+        }
+        log::debug!("{name}/kernel uploaded as {} texture chunk(s)", w.kernel_tex.len());
+        Ok(())
     }
 
     fn storage_checked(&mut self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
@@ -283,7 +391,7 @@ impl GpuModel {
     fn create_pipelines(&mut self) -> Result<()> {
         let mut wanted: Vec<(Shader, &'static str)> = Vec::new();
         let matmul = match self.ctx.matmul_variant() {
-            MatmulVariant::Register => Shader::MatmulRegister,
+            MatmulVariant::Register | MatmulVariant::SplitK => Shader::MatmulRegister,
             MatmulVariant::Tiled => Shader::MatmulTiled,
         };
         for layer in &self.layers {
@@ -299,12 +407,16 @@ impl GpuModel {
                 }
                 LayerKind::Dense(d) => {
                     wanted.push((matmul, "main"));
+                    wanted.push((Shader::MatmulSplitK, "partial"));
+                    wanted.push((Shader::MatmulSplitK, "reduce"));
                     if d.activation == Activation::Softmax {
                         wanted.push((Shader::Softmax, "main"));
                     }
                 }
                 LayerKind::Lstm(_) => {
                     wanted.push((matmul, "main"));
+                    wanted.push((Shader::MatmulSplitK, "partial"));
+                    wanted.push((Shader::MatmulSplitK, "reduce"));
                     wanted.push((Shader::LstmRecurrence, "main"));
                 }
                 LayerKind::Flatten | LayerKind::Reshape { .. } => {}
@@ -343,6 +455,8 @@ impl GpuModel {
         log::trace!("compiled shader {label}");
         let constants: Vec<(&str, f64)> = match shader {
             Shader::MatmulTiled => Vec::new(),
+            Shader::Conv2D => vec![("WG", f64::from(self.conv_wg))],
+            Shader::MatmulSplitK => vec![("WG", f64::from(SPLITK_WG.min(self.wg)))],
             _ => vec![("WG", f64::from(self.wg))],
         };
         self.ctx.scoped(&label, 0, || {
@@ -402,10 +516,43 @@ impl GpuModel {
             ops: Vec::new(),
             stages: Vec::new(),
             dropouts: Vec::new(),
+            vtex: Vec::new(),
         };
         let (output, reads) = p.build(key)?;
         p.materialize(output, reads)
     }
+}
+
+/// An rgba32float texture `width x rows` that compute kernels read with
+/// `textureLoad`.
+fn operand_texture(label: &str, width: u32, rows: u32) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d { width, height: rows.max(1), depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    }
+}
+
+/// Workgroup size of the convolution: the widest layer's output channels
+/// rounded up to 8 (one SIMD row of lavapipe) and at most `wg`; at least 32
+/// (a warp) on GPUs. Invocations of one workgroup share an output row.
+fn conv_workgroup(ctx: &Context, model: &Model, wg: u32) -> u32 {
+    let widest = model
+        .layers()
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LayerKind::Conv2D(c) => Some(c.filters),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1);
+    let floor = if ctx.adapter_info().device_type == wgpu::DeviceType::Cpu { 8 } else { 32 };
+    (widest.next_multiple_of(8) as u32).clamp(floor, 64).min(wg)
 }
 
 fn check_input(spec: &InputSpec, shape: &[usize]) -> Result<(usize, usize)> {
@@ -459,14 +606,20 @@ impl Planner<'_> {
 
     /// Grid for `n` invocations of a flat kernel: `(gx, gy, groups_x)`.
     fn grid(&self, n: usize, what: &str) -> Result<(u32, u32, u32)> {
-        let wg = self.model.wg as u64;
+        let wg = self.model.wg as usize;
+        self.workgroups(n.div_ceil(wg), what)
+    }
+
+    /// Grid for `groups` workgroups laid out flat over x then y: `(gx, gy, groups_x)`.
+    fn workgroups(&self, groups: usize, what: &str) -> Result<(u32, u32, u32)> {
+        let n = groups;
         let max = u64::from(self.model.ctx.limits().max_compute_workgroups_per_dimension).max(1);
-        let groups = (n as u64).div_ceil(wg).max(1);
+        let groups = (groups as u64).max(1);
         let gx = groups.min(max);
         let gy = groups.div_ceil(gx);
         if gy > max {
             return Err(Error::LimitExceeded {
-                what: format!("{what}: {n} invocations"),
+                what: format!("{what}: {n} workgroups"),
                 limit: "max_compute_workgroups_per_dimension squared".into(),
                 needed: groups,
                 allowed: max * max,
@@ -489,7 +642,15 @@ impl Planner<'_> {
                 self.vbufs[*v].last = at;
             }
         }
-        self.ops.push(OpDesc { stage, shader, entry, bindings, groups, dropout: None });
+        self.ops.push(OpDesc {
+            stage,
+            shader,
+            entry,
+            bindings,
+            groups,
+            dropout: None,
+            copy_to: None,
+        });
     }
 
     /// Records `c[m, n] = act(a[m, k] x kernel + bias)` for layer `layer`,
@@ -504,7 +665,11 @@ impl Planner<'_> {
     ) -> Result<()> {
         let chunks = self.model.weights[layer].kernel.len();
         let has_bias = self.model.weights[layer].bias.is_some();
-        let tiled = self.model.ctx.matmul_variant() == MatmulVariant::Tiled;
+        let variant = self.model.ctx.matmul_variant();
+        if !self.model.weights[layer].kernel_tex.is_empty() {
+            return self.matmul_splitk(stage, layer, (a, c), (m, k, n), act);
+        }
+        let tiled = variant == MatmulVariant::Tiled;
         for (ci, chunk) in self.model.weights[layer].kernel.iter().enumerate() {
             let base = MatmulParams {
                 m: m as u32,
@@ -569,6 +734,113 @@ impl Planner<'_> {
                 self.op(stage, Shader::MatmulRegister, "main", bindings, (gx, gy, 1));
             }
         }
+        Ok(())
+    }
+
+    /// Records a split-K GEMM whose weight is in textures: a copy of A into
+    /// a texture, per weight chunk one `partial` dispatch over (column
+    /// blocks, row blocks of 8, K slices), then one `reduce`.
+    fn matmul_splitk(
+        &mut self,
+        stage: usize,
+        layer: usize,
+        (a, c): (usize, usize),
+        (m, k, n): (usize, usize, usize),
+        act: Activation,
+    ) -> Result<()> {
+        let model = self.model;
+        let weights = &model.weights[layer];
+        let has_bias = weights.bias.is_some();
+        let name = self.stages[stage].name.clone();
+        // Partial sums [slices, m, n] must fit one binding; slices also bound
+        // the reduce loop (<= 4096 < 65535 iterations) and the z grid.
+        let limit = model.ctx.binding_limit() as usize;
+        let cap = (limit / (m * n * F32 as usize).max(1)).clamp(1, 4096);
+        let ranges: Vec<(u32, u32)> =
+            weights.kernel_tex.iter().map(|c| (c.k_offset, c.k_len)).collect();
+        let mut slice_len = k.div_ceil(cap).max(SPLITK_MIN_SLICE).next_multiple_of(4);
+        let count =
+            |len: usize| -> usize { ranges.iter().map(|r| (r.1 as usize).div_ceil(len)).sum() };
+        while count(slice_len) > cap {
+            slice_len *= 2;
+        }
+        let slices = count(slice_len);
+        let wg = SPLITK_WG.min(model.wg) as usize;
+        let part = self.vbuf(format!("{name}/partial_sums"), slices * m * n)?;
+
+        // A as a texture: whole rows of the texture width, so the buffer
+        // behind A is padded to whole rows.
+        let width = 1usize << model.tex_shift;
+        let rows = (m * k / 4).div_ceil(width);
+        let max_rows = model.ctx.limits().max_texture_dimension_2d as usize;
+        if rows > max_rows {
+            return Err(Error::LimitExceeded {
+                what: format!("{name}: input [{m}, {k}] as a texture {width} texels wide"),
+                limit: "max_texture_dimension_2d".into(),
+                needed: rows as u64,
+                allowed: max_rows as u64,
+            });
+        }
+        let padded = (rows * width * 16) as u64;
+        self.vbufs[a].bytes = self.vbufs[a].bytes.max(padded);
+        self.vtex.push((a, rows as u32));
+        let a_tex = self.vtex.len() - 1;
+        self.op(stage, Shader::MatmulSplitK, "copy", vec![(0, Res::Virtual(a))], (0, 0, 0));
+        if let Some(op) = self.ops.last_mut() {
+            op.copy_to = Some(a_tex);
+        }
+
+        let base = SplitKParams {
+            m: m as u32,
+            n: n as u32,
+            lda: k as u32,
+            k_offset: 0,
+            k_len: 0,
+            slice_len: slice_len as u32,
+            slice_base: 0,
+            slices: slices as u32,
+            has_bias: u32::from(has_bias),
+            act: act.code(),
+            groups_x: 0,
+            tex_shift: model.tex_shift,
+        };
+        let gx = n.div_ceil(8).div_ceil(wg) as u32;
+        let gy = m.div_ceil(8) as u32;
+        let mut slice_base = 0;
+        for (ci, (k_offset, k_len)) in ranges.iter().copied().enumerate() {
+            let here = (k_len as usize).div_ceil(slice_len);
+            let params = SplitKParams { k_offset, k_len, slice_base: slice_base as u32, ..base };
+            self.op(
+                stage,
+                Shader::MatmulSplitK,
+                "partial",
+                vec![
+                    (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                    (1, Res::VirtualTex(a_tex)),
+                    (2, Res::WeightTex { layer, chunk: ci }),
+                    (5, Res::Virtual(part)),
+                ],
+                (gx, gy, here as u32),
+            );
+            slice_base += here;
+        }
+        let groups = (m * n / 4).div_ceil(wg);
+        let (rx, ry, groups_x) = self.workgroups(groups, &name)?;
+        let params = SplitKParams { groups_x, ..base };
+        let bias =
+            if has_bias { Res::Weight { layer, part: WeightPart::Bias } } else { Res::Dummy };
+        self.op(
+            stage,
+            Shader::MatmulSplitK,
+            "reduce",
+            vec![
+                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                (3, bias),
+                (4, Res::Virtual(c)),
+                (5, Res::Virtual(part)),
+            ],
+            (rx, ry, 1),
+        );
         Ok(())
     }
 
@@ -643,7 +915,9 @@ impl Planner<'_> {
                     let bytes = (n * (h * w * cin + oh * ow * c.filters)) as u64 * F32;
                     let stage = self.stage(name.clone(), flops, bytes);
                     let y = self.vbuf(format!("{name}/output"), outputs)?;
-                    let (gx, gy, groups_x) = self.grid(outputs, &name)?;
+                    // One workgroup per (output row, block of conv_wg channels).
+                    let co_blocks = c.filters.div_ceil(self.model.conv_wg as usize);
+                    let (gx, gy, groups_x) = self.workgroups(n * oh * co_blocks, &name)?;
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -663,7 +937,8 @@ impl Planner<'_> {
                         act: c.activation.code(),
                         has_bias: u32::from(c.use_bias),
                         groups_x,
-                        _pad: [0; 2],
+                        co_blocks: co_blocks as u32,
+                        _pad: 0,
                     };
                     let bias = if c.use_bias {
                         Res::Weight { layer: li, part: WeightPart::Bias }
@@ -974,10 +1249,34 @@ impl Planner<'_> {
             usage: wgpu::BufferUsages::STORAGE,
         });
 
+        let width = 1u32 << model.tex_shift;
+        let mut textures = Vec::with_capacity(self.vtex.len());
+        let mut views = Vec::with_capacity(self.vtex.len());
+        let mut total = total;
+        for (i, (source, rows)) in self.vtex.iter().enumerate() {
+            let label = format!("texture {i} ({})", self.vbufs[*source].label);
+            let bytes = u64::from(width) * u64::from(*rows) * 16;
+            let texture = ctx.scoped(&label, bytes, || {
+                device.create_texture(&operand_texture(&label, width, *rows))
+            })?;
+            total += bytes;
+            views.push(texture.create_view(&wgpu::TextureViewDescriptor::default()));
+            textures.push(texture);
+        }
+
         let mut dropout_uniforms = Vec::new();
         let mut stages: Vec<(StageDesc, Vec<Dispatch>)> =
             self.stages.drain(..).map(|s| (s, Vec::new())).collect();
         for op in &self.ops {
+            if let (Some(t), Some((_, Res::Virtual(v)))) = (op.copy_to, op.bindings.first()) {
+                stages[op.stage].1.push(Dispatch::CopyToTexture {
+                    buffer: assign[*v],
+                    texture: t,
+                    width,
+                    rows: self.vtex[t].1,
+                });
+                continue;
+            }
             let label = format!("{} {}", stages[op.stage].0.name, op.shader.name());
             let pipeline =
                 model.pipelines.get(&(op.shader, op.entry)).ok_or_else(|| Error::Validation {
@@ -999,6 +1298,20 @@ impl Planner<'_> {
             }
             let mut entries = Vec::new();
             for (binding, r) in &op.bindings {
+                let view = match r {
+                    Res::VirtualTex(t) => views.get(*t),
+                    Res::WeightTex { layer, chunk } => {
+                        model.weights[*layer].kernel_tex.get(*chunk).map(|c| &c.view)
+                    }
+                    _ => None,
+                };
+                if let Some(view) = view {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: wgpu::BindingResource::TextureView(view),
+                    });
+                    continue;
+                }
                 let buffer: &wgpu::Buffer = match r {
                     Res::Uniform(_) => match uniforms.iter().find(|(b, _)| b == binding) {
                         Some((_, buf)) => buf,
@@ -1007,6 +1320,12 @@ impl Planner<'_> {
                     Res::Virtual(v) => &buffers[assign[*v]],
                     Res::Dummy => &model.dummy,
                     Res::Ones => &ones,
+                    Res::VirtualTex(_) | Res::WeightTex { .. } => {
+                        return Err(Error::Validation {
+                            label: label.clone(),
+                            message: "texture binding missing".into(),
+                        })
+                    }
                     Res::Weight { layer, part } => {
                         let w = &model.weights[*layer];
                         let found = match part {
@@ -1038,7 +1357,7 @@ impl Planner<'_> {
                     dropout_uniforms.push((buf.clone(), params, layer));
                 }
             }
-            stages[op.stage].1.push(Dispatch {
+            stages[op.stage].1.push(Dispatch::Compute {
                 pipeline: (op.shader, op.entry),
                 bind_group,
                 groups: op.groups,
@@ -1058,6 +1377,7 @@ impl Planner<'_> {
         }
         Ok(Plan {
             buffers,
+            textures,
             input: assign[input],
             stages,
             dropouts: dropout_uniforms,
@@ -1085,15 +1405,41 @@ fn execute(
 
     let mut timings = Vec::new();
     let record = |encoder: &mut wgpu::CommandEncoder, stage: &(StageDesc, Vec<Dispatch>)| {
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(&stage.0.name),
-            timestamp_writes: None,
-        });
-        for d in &stage.1 {
-            if let Some(p) = pipelines.get(&d.pipeline) {
-                pass.set_pipeline(p);
-                pass.set_bind_group(0, &d.bind_group, &[]);
-                pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+        let mut rest = &stage.1[..];
+        while !rest.is_empty() {
+            // Dispatches up to the next copy share one compute pass.
+            let run = rest.iter().take_while(|d| matches!(d, Dispatch::Compute { .. })).count();
+            if run > 0 {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&stage.0.name),
+                    timestamp_writes: None,
+                });
+                for d in &rest[..run] {
+                    if let Dispatch::Compute { pipeline, bind_group, groups } = d {
+                        if let Some(p) = pipelines.get(pipeline) {
+                            pass.set_pipeline(p);
+                            pass.set_bind_group(0, bind_group, &[]);
+                            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                        }
+                    }
+                }
+            }
+            if let Some(Dispatch::CopyToTexture { buffer, texture, width, rows }) = rest.get(run) {
+                encoder.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &plan.buffers[*buffer],
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(width * 16),
+                            rows_per_image: None,
+                        },
+                    },
+                    plan.textures[*texture].as_image_copy(),
+                    wgpu::Extent3d { width: *width, height: *rows, depth_or_array_layers: 1 },
+                );
+                rest = &rest[run + 1..];
+            } else {
+                rest = &rest[run..];
             }
         }
     };
