@@ -13,6 +13,7 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 pub enum Shader {
     Masking,
     Conv2D,
+    Conv2DTexture,
     Pool2D,
     Dropout,
     MatmulRegister,
@@ -24,9 +25,10 @@ pub enum Shader {
 
 impl Shader {
     /// Every kernel module.
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Masking,
         Shader::Conv2D,
+        Shader::Conv2DTexture,
         Shader::Pool2D,
         Shader::Dropout,
         Shader::MatmulRegister,
@@ -41,6 +43,7 @@ impl Shader {
         match self {
             Shader::Masking => "masking",
             Shader::Conv2D => "conv2d",
+            Shader::Conv2DTexture => "conv2d_texture",
             Shader::Pool2D => "pool2d",
             Shader::Dropout => "dropout",
             Shader::MatmulRegister => "matmul_register",
@@ -55,6 +58,7 @@ impl Shader {
         match self {
             Shader::Masking => include_str!("../shaders/masking.wgsl"),
             Shader::Conv2D => include_str!("../shaders/conv2d.wgsl"),
+            Shader::Conv2DTexture => include_str!("../shaders/conv2d_texture.wgsl"),
             Shader::Pool2D => include_str!("../shaders/pool2d.wgsl"),
             Shader::Dropout => include_str!("../shaders/dropout.wgsl"),
             Shader::MatmulRegister => include_str!("../shaders/matmul_register.wgsl"),

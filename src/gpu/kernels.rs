@@ -40,6 +40,19 @@ pub struct ConvParams {
     pub _pad: u32,
 }
 
+/// `ConvParams` of `shaders/conv2d_texture.wgsl`: those of `conv2d.wgsl`
+/// (with `co_blocks` = ceil(cout / 16)), then the pixel segments per row.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ConvTexParams {
+    pub conv: ConvParams,
+    /// ceil(OW / 8): segments of 8 output pixels per row.
+    pub segs: u32,
+    /// log2 of the operand textures' width in texels.
+    pub tex_shift: u32,
+    pub _pad: [u32; 2],
+}
+
 /// `PoolParams` of `shaders/pool2d.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -147,6 +160,7 @@ pub struct LstmParams {
 // The WGSL structs hold only 4-byte scalars, so their sizes are 4 x fields.
 const _: () = assert!(std::mem::size_of::<MaskParams>() == 16);
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
+const _: () = assert!(std::mem::size_of::<ConvTexParams>() == 96);
 const _: () = assert!(std::mem::size_of::<PoolParams>() == 64);
 const _: () = assert!(std::mem::size_of::<DropoutParams>() == 48);
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);

@@ -25,6 +25,8 @@ use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
 const F32: u64 = 4;
+const RGBA: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
+const R32: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
 
 /// Workgroup size of the split-K kernels.
 const SPLITK_WG: u32 = 32;
@@ -166,7 +168,7 @@ enum Dispatch {
         groups: (u32, u32, u32),
     },
     /// Whole rows of `width` texels from a buffer into a texture.
-    CopyToTexture { buffer: usize, texture: usize, width: u32, rows: u32 },
+    CopyToTexture { buffer: usize, texture: usize, width: u32, row_bytes: u32, rows: u32 },
 }
 
 /// Builder state while planning one shape.
@@ -178,8 +180,8 @@ struct Planner<'a> {
     ops: Vec<OpDesc>,
     stages: Vec<StageDesc>,
     dropouts: Vec<(DropoutParams, usize)>,
-    /// Texture copies of virtual buffers: (source, texture rows).
-    vtex: Vec<(usize, u32)>,
+    /// Texture copies of virtual buffers: (source, texture rows, format).
+    vtex: Vec<(usize, u32, wgpu::TextureFormat)>,
 }
 
 impl GpuModel {
@@ -288,6 +290,17 @@ impl GpuModel {
             if w.kernel.len() > 1 {
                 log::debug!("{}/kernel split into {} chunks", layer.name, w.kernel.len());
             }
+        } else if conv_uses_textures(&layer.kind) {
+            let taps = kernel.data().len() / kshape[3].max(1);
+            self.upload_texture_chunks(&layer.name, kernel.data(), (taps, kshape[3]), &mut w)?;
+            if w.kernel_tex.len() != 1 {
+                return Err(Error::LimitExceeded {
+                    what: format!("{}/kernel {:?} as one texture", layer.name, kshape),
+                    limit: "max_storage_buffer_binding_size".into(),
+                    needed: kernel.data().len() as u64 * F32,
+                    allowed: limit,
+                });
+            }
         } else {
             let label = format!("{}/kernel", layer.name);
             let buffer = self.storage_checked(&label, bytemuck::cast_slice(kernel.data()))?;
@@ -327,7 +340,9 @@ impl GpuModel {
         let max_rows = self.ctx.limits().max_texture_dimension_2d as usize;
         let by_binding = (self.ctx.binding_limit() / (n as u64 * F32)) as usize;
         let by_height = max_rows * width * 4 / n;
-        let rows_per_chunk = by_binding.min(by_height).min(k) / 4 * 4;
+        let cap = by_binding.min(by_height);
+        // Chunk starts stay multiples of 4 (split-K reads A four columns at a time).
+        let rows_per_chunk = if cap >= k { k } else { cap / 4 * 4 };
         if rows_per_chunk == 0 {
             return Err(Error::LimitExceeded {
                 what: format!("four rows of {name}/kernel ({n} columns) in one texture"),
@@ -350,7 +365,7 @@ impl GpuModel {
             let texture = self.ctx.scoped(&label, bytes, || {
                 device.create_texture_with_data(
                     queue,
-                    &operand_texture(&label, width as u32, rows as u32),
+                    &operand_texture(&label, width as u32, rows as u32, RGBA),
                     wgpu::util::TextureDataOrder::LayerMajor,
                     bytemuck::cast_slice(&padded),
                 )
@@ -399,6 +414,9 @@ impl GpuModel {
                 LayerKind::Masking { .. } => {
                     wanted.push((Shader::Masking, "timestep_mask"));
                     wanted.push((Shader::Masking, "apply_mask"));
+                }
+                LayerKind::Conv2D(_) if conv_uses_textures(&layer.kind) => {
+                    wanted.push((Shader::Conv2DTexture, "main"))
                 }
                 LayerKind::Conv2D(_) => wanted.push((Shader::Conv2D, "main")),
                 LayerKind::Pool2D(_) => wanted.push((Shader::Pool2D, "main")),
@@ -523,16 +541,27 @@ impl GpuModel {
     }
 }
 
-/// An rgba32float texture `width x rows` that compute kernels read with
+/// True when a Conv2D runs `conv2d_texture.wgsl` (output channels a
+/// multiple of 4); `conv2d.wgsl` otherwise.
+fn conv_uses_textures(kind: &LayerKind) -> bool {
+    matches!(kind, LayerKind::Conv2D(c) if c.filters % 4 == 0)
+}
+
+/// A texture `width x rows` (rgba32float or r32float) that compute kernels read with
 /// `textureLoad`.
-fn operand_texture(label: &str, width: u32, rows: u32) -> wgpu::TextureDescriptor<'_> {
+fn operand_texture(
+    label: &str,
+    width: u32,
+    rows: u32,
+    format: wgpu::TextureFormat,
+) -> wgpu::TextureDescriptor<'_> {
     wgpu::TextureDescriptor {
         label: Some(label),
         size: wgpu::Extent3d { width, height: rows.max(1), depth_or_array_layers: 1 },
         mip_level_count: 1,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Float,
+        format,
         usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     }
@@ -737,6 +766,28 @@ impl Planner<'_> {
         Ok(())
     }
 
+    /// Records a copy of virtual buffer `v` into a new texture of `rows`
+    /// whole rows of the texture width; pads `v` to whole rows. Returns the
+    /// texture's index.
+    fn texture_copy(
+        &mut self,
+        stage: usize,
+        v: usize,
+        rows: usize,
+        format: wgpu::TextureFormat,
+    ) -> usize {
+        let texel = if format == RGBA { 16 } else { 4 };
+        let padded = (rows << self.model.tex_shift) as u64 * texel;
+        self.vbufs[v].bytes = self.vbufs[v].bytes.max(padded);
+        self.vtex.push((v, rows as u32, format));
+        let t = self.vtex.len() - 1;
+        self.op(stage, Shader::MatmulSplitK, "copy", vec![(0, Res::Virtual(v))], (0, 0, 0));
+        if let Some(op) = self.ops.last_mut() {
+            op.copy_to = Some(t);
+        }
+        t
+    }
+
     /// Records a split-K GEMM whose weight is in textures: a copy of A into
     /// a texture, per weight chunk one `partial` dispatch over (column
     /// blocks, row blocks of 8, K slices), then one `reduce`.
@@ -781,14 +832,7 @@ impl Planner<'_> {
                 allowed: max_rows as u64,
             });
         }
-        let padded = (rows * width * 16) as u64;
-        self.vbufs[a].bytes = self.vbufs[a].bytes.max(padded);
-        self.vtex.push((a, rows as u32));
-        let a_tex = self.vtex.len() - 1;
-        self.op(stage, Shader::MatmulSplitK, "copy", vec![(0, Res::Virtual(a))], (0, 0, 0));
-        if let Some(op) = self.ops.last_mut() {
-            op.copy_to = Some(a_tex);
-        }
+        let a_tex = self.texture_copy(stage, a, rows, RGBA);
 
         let base = SplitKParams {
             m: m as u32,
@@ -915,9 +959,20 @@ impl Planner<'_> {
                     let bytes = (n * (h * w * cin + oh * ow * c.filters)) as u64 * F32;
                     let stage = self.stage(name.clone(), flops, bytes);
                     let y = self.vbuf(format!("{name}/output"), outputs)?;
-                    // One workgroup per (output row, block of conv_wg channels).
-                    let co_blocks = c.filters.div_ceil(self.model.conv_wg as usize);
-                    let (gx, gy, groups_x) = self.workgroups(n * oh * co_blocks, &name)?;
+                    let tex = conv_uses_textures(&layer.kind);
+                    // Buffer variant: one workgroup per (output row, block of
+                    // conv_wg channels). Texture variant: one invocation per
+                    // (output row, segment of 8 pixels, block of 16 channels).
+                    let (co_blocks, segs) = if tex {
+                        (c.filters.div_ceil(16), ow.div_ceil(8))
+                    } else {
+                        (c.filters.div_ceil(self.model.conv_wg as usize), 1)
+                    };
+                    let (gx, gy, groups_x) = if tex {
+                        self.grid(n * oh * segs * co_blocks, &name)?
+                    } else {
+                        self.workgroups(n * oh * co_blocks, &name)?
+                    };
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -945,19 +1000,44 @@ impl Planner<'_> {
                     } else {
                         Res::Dummy
                     };
-                    self.op(
-                        stage,
-                        Shader::Conv2D,
-                        "main",
-                        vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
-                            (1, Res::Virtual(value)),
-                            (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
-                            (3, bias),
-                            (4, Res::Virtual(y)),
-                        ],
-                        (gx, gy, 1),
-                    );
+                    if tex {
+                        let width = 1usize << self.model.tex_shift;
+                        let x_tex =
+                            self.texture_copy(stage, value, (n * h * w * cin).div_ceil(width), R32);
+                        let params = ConvTexParams {
+                            conv: params,
+                            segs: segs as u32,
+                            tex_shift: self.model.tex_shift,
+                            _pad: [0; 2],
+                        };
+                        self.op(
+                            stage,
+                            Shader::Conv2DTexture,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (1, Res::VirtualTex(x_tex)),
+                                (2, Res::WeightTex { layer: li, chunk: 0 }),
+                                (3, bias),
+                                (4, Res::Virtual(y)),
+                            ],
+                            (gx, gy, 1),
+                        );
+                    } else {
+                        self.op(
+                            stage,
+                            Shader::Conv2D,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (1, Res::Virtual(value)),
+                                (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
+                                (3, bias),
+                                (4, Res::Virtual(y)),
+                            ],
+                            (gx, gy, 1),
+                        );
+                    }
                     value = y;
                 }
                 LayerKind::Pool2D(pl) => {
@@ -1253,11 +1333,12 @@ impl Planner<'_> {
         let mut textures = Vec::with_capacity(self.vtex.len());
         let mut views = Vec::with_capacity(self.vtex.len());
         let mut total = total;
-        for (i, (source, rows)) in self.vtex.iter().enumerate() {
+        for (i, (source, rows, format)) in self.vtex.iter().enumerate() {
             let label = format!("texture {i} ({})", self.vbufs[*source].label);
-            let bytes = u64::from(width) * u64::from(*rows) * 16;
+            let texel = if *format == RGBA { 16 } else { 4 };
+            let bytes = u64::from(width) * u64::from(*rows) * texel;
             let texture = ctx.scoped(&label, bytes, || {
-                device.create_texture(&operand_texture(&label, width, *rows))
+                device.create_texture(&operand_texture(&label, width, *rows, *format))
             })?;
             total += bytes;
             views.push(texture.create_view(&wgpu::TextureViewDescriptor::default()));
@@ -1269,11 +1350,14 @@ impl Planner<'_> {
             self.stages.drain(..).map(|s| (s, Vec::new())).collect();
         for op in &self.ops {
             if let (Some(t), Some((_, Res::Virtual(v)))) = (op.copy_to, op.bindings.first()) {
+                let (_, rows, format) = self.vtex[t];
+                let texel = if format == RGBA { 16 } else { 4 };
                 stages[op.stage].1.push(Dispatch::CopyToTexture {
                     buffer: assign[*v],
                     texture: t,
                     width,
-                    rows: self.vtex[t].1,
+                    row_bytes: width * texel,
+                    rows,
                 });
                 continue;
             }
@@ -1424,13 +1508,15 @@ fn execute(
                     }
                 }
             }
-            if let Some(Dispatch::CopyToTexture { buffer, texture, width, rows }) = rest.get(run) {
+            if let Some(Dispatch::CopyToTexture { buffer, texture, width, row_bytes, rows }) =
+                rest.get(run)
+            {
                 encoder.copy_buffer_to_texture(
                     wgpu::TexelCopyBufferInfo {
                         buffer: &plan.buffers[*buffer],
                         layout: wgpu::TexelCopyBufferLayout {
                             offset: 0,
-                            bytes_per_row: Some(width * 16),
+                            bytes_per_row: Some(*row_bytes),
                             rows_per_image: None,
                         },
                     },
