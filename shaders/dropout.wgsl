@@ -22,7 +22,8 @@ struct DropoutParams {
     threshold: u32,
     scale: f32,
     groups_x: u32,
-    _pad0: u32,
+    // Index of this slice's first sample in the whole batch (see src/gpu/scheduler.rs).
+    sample_offset: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -41,7 +42,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let e = i % p.step_len;
     let t = (i / p.step_len) % p.steps;
-    let b = i / (p.step_len * p.steps);
+    let b = i / (p.step_len * p.steps) + p.sample_offset;
     var kept: bool;
     if (p.mode == 0u) {
         kept = keep_unit(p.seed, p.threshold, b, t, e % p.channels);

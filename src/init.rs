@@ -25,13 +25,10 @@ use crate::tensor::Tensor;
 /// the module docs), drawn from `seed`.
 pub fn keras_default_weights(model: &mut Model, seed: u64) -> Result<()> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let plan: Vec<(String, LayerKind, Vec<(&'static str, Vec<usize>)>)> = model
-        .layers()
-        .iter()
-        .zip(model.infos())
-        .map(|(l, i)| (l.name.clone(), l.kind.clone(), i.weights.clone()))
-        .collect();
-    for (name, kind, weights) in plan {
+    for index in 0..model.layers().len() {
+        let name = model.layers()[index].name.clone();
+        let kind = model.layers()[index].kind.clone();
+        let weights = model.infos()[index].weights.clone();
         for (variable, shape) in weights {
             let n: usize = shape.iter().product();
             let data = match (variable, &kind) {

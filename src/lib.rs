@@ -4,6 +4,7 @@ pub mod error;
 pub mod forward;
 pub mod gpu;
 pub mod init;
+pub mod keras;
 pub mod model;
 pub mod reference;
 pub mod rng;

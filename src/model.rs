@@ -529,6 +529,18 @@ impl Model {
     }
 }
 
+/// Checks an explicit timestep mask against the batch: `[B * T]` values.
+pub fn check_mask(mask: &[u8], b: usize, t: usize) -> Result<()> {
+    if mask.len() != b * t {
+        return Err(Error::input(
+            "timestep mask",
+            format!("B x T = {b} x {t} = {} values, row-major (1 = valid step)", b * t),
+            format!("{} values", mask.len()),
+        ));
+    }
+    Ok(())
+}
+
 /// Shape inference over a stack. Public for loaders that want to validate
 /// before building.
 pub fn infer(input: &InputSpec, layers: &[Layer]) -> Result<Vec<LayerInfo>> {

@@ -69,6 +69,31 @@ impl Tensor {
     }
 }
 
+/// Fails on the first NaN or infinity, naming its index.
+///
+/// Model inputs must be finite: WGSL leaves arithmetic on NaN and infinity
+/// to the implementation (measured here, Vulkan propagated an infinity as
+/// NaN where GL produced finite numbers), so such inputs are rejected on
+/// every device rather than giving backend-dependent results.
+pub fn check_finite(what: &str, t: &Tensor) -> Result<()> {
+    match t.data().iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => {
+            let mut rest = i;
+            let mut index = vec![0; t.shape().len()];
+            for (slot, dim) in index.iter_mut().zip(t.shape()).rev() {
+                *slot = rest % dim.max(&1);
+                rest /= dim.max(&1);
+            }
+            Err(Error::input(
+                format!("{what} value at {}", shape_str(&index)),
+                "a finite number (NaN and infinity are rejected)",
+                t.data()[i].to_string(),
+            ))
+        }
+    }
+}
+
 /// Formats a shape the way Keras prints it, `(None, 5, 16)`-style without the
 /// `None`: `[3, 5, 16]`.
 pub fn shape_str(shape: &[usize]) -> String {

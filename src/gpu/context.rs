@@ -19,6 +19,9 @@ pub struct ContextOptions {
     pub limits: Option<wgpu::Limits>,
     /// Forces a GEMM variant instead of choosing by adapter type.
     pub matmul: Option<MatmulVariant>,
+    /// Caps `max_storage_buffer_binding_size` and `max_buffer_size` below
+    /// the adapter's, in bytes, to emulate a small device.
+    pub max_binding: Option<u64>,
 }
 
 /// The GEMM kernels, chosen by adapter type unless forced.
@@ -175,6 +178,14 @@ impl Context {
                 l.clone()
             }
             None => adapter_limits,
+        };
+        let limits = match options.max_binding {
+            Some(cap) => wgpu::Limits {
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size.min(cap),
+                max_buffer_size: limits.max_buffer_size.min(cap),
+                ..limits
+            },
+            None => limits,
         };
         let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let desc = wgpu::DeviceDescriptor {

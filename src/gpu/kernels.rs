@@ -88,7 +88,9 @@ pub struct DropoutParams {
     pub threshold: u32,
     pub scale: f32,
     pub groups_x: u32,
-    pub _pad: [u32; 3],
+    /// Index of the first sample of this batch slice in the whole batch.
+    pub sample_offset: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `MatmulParams` of `shaders/matmul_register.wgsl` and `matmul_tiled.wgsl`.

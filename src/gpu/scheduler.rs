@@ -82,6 +82,8 @@ struct PlanKey {
     steps: usize,
     capture: bool,
     training: bool,
+    /// The caller passes a timestep mask for the model input.
+    masked_input: bool,
 }
 
 /// One dispatch, before physical buffers exist.
@@ -155,6 +157,8 @@ struct Plan {
     buffers: Vec<wgpu::Buffer>,
     textures: Vec<wgpu::Texture>,
     input: usize,
+    /// Physical buffer of the caller's timestep mask, when the plan takes one.
+    input_mask: Option<usize>,
     stages: Vec<(StageDesc, Vec<Dispatch>)>,
     dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
     readbacks: Vec<Readback>,
@@ -169,6 +173,14 @@ enum Dispatch {
     },
     /// Whole rows of `width` texels from a buffer into a texture.
     CopyToTexture { buffer: usize, texture: usize, width: u32, row_bytes: u32, rows: u32 },
+}
+
+/// What planning recorded: the input's and the input mask's virtual
+/// buffers, and what to read back.
+struct Built {
+    input: usize,
+    input_mask: Option<usize>,
+    reads: Vec<(ReadWhat, usize)>,
 }
 
 /// Builder state while planning one shape.
@@ -188,6 +200,17 @@ impl GpuModel {
     /// Uploads the weights and compiles every pipeline the model needs.
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
         let limits = ctx.limits().clone();
+        // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
+        let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
+        let storage_needed = if needs_lstm { 7 } else { 4 };
+        if limits.max_storage_buffers_per_shader_stage < storage_needed {
+            return Err(Error::LimitExceeded {
+                what: "storage buffers bound by one kernel".into(),
+                limit: "max_storage_buffers_per_shader_stage".into(),
+                needed: u64::from(storage_needed),
+                allowed: u64::from(limits.max_storage_buffers_per_shader_stage),
+            });
+        }
         let wg = 64
             .min(limits.max_compute_invocations_per_workgroup)
             .min(limits.max_compute_workgroup_size_x)
@@ -507,9 +530,113 @@ impl GpuModel {
         self.run(input, opts, true)
     }
 
-    fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
+    /// [`GpuModel::forward`] with an explicit timestep mask `[B * T]`
+    /// (1 = valid step), as Keras's `model(x, mask=m)`: it reaches every
+    /// layer until a Masking layer replaces it or an LSTM without sequences
+    /// drops it.
+    pub fn forward_with_mask(
+        &mut self,
+        input: &Tensor,
+        mask: &[u8],
+        opts: &RunOptions,
+    ) -> Result<Forward> {
         let (batch, steps) = check_input(&self.input, input.shape())?;
-        let key = PlanKey { batch, steps, capture: opts.capture_layers, training: opts.training };
+        crate::model::check_mask(mask, batch, steps)?;
+        self.run_masked(input, Some(mask), opts, false)
+    }
+
+    fn run(&mut self, input: &Tensor, opts: &RunOptions, profile: bool) -> Result<Forward> {
+        self.run_masked(input, None, opts, profile)
+    }
+
+    fn run_masked(
+        &mut self,
+        input: &Tensor,
+        mask: Option<&[u8]>,
+        opts: &RunOptions,
+        profile: bool,
+    ) -> Result<Forward> {
+        let (batch, steps) = check_input(&self.input, input.shape())?;
+        crate::tensor::check_finite("input", input)?;
+        let masked = mask.is_some();
+        let slice = self.batch_slice(batch, steps, opts, masked)?;
+        if slice == batch {
+            let key = self.plan_for(batch, steps, opts, masked)?;
+            let plan = &self.plans[&key];
+            return execute(&self.ctx, &self.pipelines, plan, input, mask, opts, 0, profile);
+        }
+        // Samples are independent in every layer, so a batch whose tensors
+        // exceed one storage binding runs as consecutive slices of samples.
+        log::debug!("batch of {batch} runs in slices of {slice} samples to fit the bindings");
+        let per_sample = input.len() / batch;
+        let mut parts: Vec<Forward> = Vec::new();
+        let mut start = 0;
+        while start < batch {
+            let n = slice.min(batch - start);
+            let mut shape = input.shape().to_vec();
+            shape[0] = n;
+            let data = input.data()[start * per_sample..(start + n) * per_sample].to_vec();
+            let part = Tensor::new(shape, data)?;
+            let part_mask = mask.map(|m| &m[start * steps..(start + n) * steps]);
+            let key = self.plan_for(n, steps, opts, masked)?;
+            let plan = &self.plans[&key];
+            let fwd =
+                execute(&self.ctx, &self.pipelines, plan, &part, part_mask, opts, start, profile)?;
+            parts.push(fwd);
+            start += n;
+        }
+        concat_batches(parts)
+    }
+
+    /// The largest number of samples, at most `batch`, whose tensors all fit
+    /// the device's bindings; an error naming the tensor when one sample
+    /// does not fit.
+    fn batch_slice(
+        &self,
+        batch: usize,
+        steps: usize,
+        opts: &RunOptions,
+        masked_input: bool,
+    ) -> Result<usize> {
+        let fits = |b: usize| -> Result<bool> {
+            let key = PlanKey {
+                batch: b,
+                steps,
+                capture: opts.capture_layers,
+                training: opts.training,
+                masked_input,
+            };
+            if self.plans.contains_key(&key) {
+                return Ok(true);
+            }
+            match self.planner(key).build(key) {
+                Ok(_) => Ok(true),
+                Err(Error::LimitExceeded { .. }) if b > 1 => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let mut b = batch;
+        while !fits(b)? {
+            b = b.div_ceil(2);
+        }
+        Ok(b)
+    }
+
+    /// Plans `(batch, steps)` unless a plan exists; returns its key.
+    fn plan_for(
+        &mut self,
+        batch: usize,
+        steps: usize,
+        opts: &RunOptions,
+        masked_input: bool,
+    ) -> Result<PlanKey> {
+        let key = PlanKey {
+            batch,
+            steps,
+            capture: opts.capture_layers,
+            training: opts.training,
+            masked_input,
+        };
         if !self.plans.contains_key(&key) {
             let plan = self.plan(key)?;
             log::debug!(
@@ -521,12 +648,11 @@ impl GpuModel {
             );
             self.plans.insert(key, plan);
         }
-        let plan = self.plans.get(&key).ok_or_else(|| Error::Map("plan vanished".into()))?;
-        execute(&self.ctx, &self.pipelines, plan, input, opts, profile)
+        Ok(key)
     }
 
-    fn plan(&self, key: PlanKey) -> Result<Plan> {
-        let mut p = Planner {
+    fn planner(&self, key: PlanKey) -> Planner<'_> {
+        Planner {
             model: self,
             batch: key.batch,
             steps: key.steps,
@@ -535,10 +661,47 @@ impl GpuModel {
             stages: Vec::new(),
             dropouts: Vec::new(),
             vtex: Vec::new(),
-        };
-        let (output, reads) = p.build(key)?;
-        p.materialize(output, reads)
+        }
     }
+
+    fn plan(&self, key: PlanKey) -> Result<Plan> {
+        let mut p = self.planner(key);
+        let built = p.build(key)?;
+        p.materialize(built)
+    }
+}
+
+/// Joins forward results of consecutive batch slices along the batch axis.
+fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
+    let join = |tensors: Vec<&Tensor>| -> Result<Tensor> {
+        let mut shape = tensors[0].shape().to_vec();
+        shape[0] = tensors.iter().map(|t| t.shape()[0]).sum();
+        let data = tensors.iter().flat_map(|t| t.data().iter().copied()).collect();
+        Tensor::new(shape, data)
+    };
+    let output = join(parts.iter().map(|p| &p.output).collect())?;
+    let mut layers = Vec::new();
+    for (i, first) in parts[0].layers.iter().enumerate() {
+        let value = join(parts.iter().map(|p| &p.layers[i].value).collect())?;
+        let mask = first.mask.as_ref().map(|_| {
+            parts.iter().flat_map(|p| p.layers[i].mask.iter().flatten().copied()).collect()
+        });
+        layers.push(LayerOutput { name: first.name.clone(), value, mask });
+    }
+    let mut timings: Vec<StageTiming> = Vec::new();
+    for part in &parts {
+        for t in &part.timings {
+            match timings.iter_mut().find(|s| s.name == t.name) {
+                Some(s) => {
+                    s.time += t.time;
+                    s.flops += t.flops;
+                    s.bytes += t.bytes;
+                }
+                None => timings.push(t.clone()),
+            }
+        }
+    }
+    Ok(Forward { output, layers, timings })
 }
 
 /// True when a Conv2D runs `conv2d_texture.wgsl` (output channels a
@@ -889,12 +1052,14 @@ impl Planner<'_> {
     }
 
     /// Records every layer. Returns the output virtual buffer and what to read back.
-    fn build(&mut self, key: PlanKey) -> Result<(usize, Vec<(ReadWhat, usize)>)> {
+    fn build(&mut self, key: PlanKey) -> Result<Built> {
         let (b, t) = (self.batch, self.steps);
         let frame_len: usize = self.model.input.frame.iter().product();
         let mut value = self.vbuf("input".into(), b * t * frame_len)?;
         let input = value;
-        let mut mask: Option<usize> = None;
+        let input_mask =
+            if key.masked_input { Some(self.vbuf("input mask".into(), b * t)?) } else { None };
+        let mut mask: Option<usize> = input_mask;
         let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
         let model = self.model;
         for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
@@ -1197,10 +1362,10 @@ impl Planner<'_> {
                     ReadWhat::Layer(name.clone(), info.output.with_batch(b, out_steps)),
                     value,
                 ));
-                if info.has_mask {
-                    if let Some(m) = mask {
-                        reads.push((ReadWhat::Mask, m));
-                    }
+                // A mask reaches every timed output after a Masking layer
+                // (or from the caller) until an LSTM drops the time axis.
+                if let (true, Some(m)) = (info.output.timed, mask) {
+                    reads.push((ReadWhat::Mask, m));
                 }
             }
         }
@@ -1214,7 +1379,7 @@ impl Planner<'_> {
         };
         reads.push((ReadWhat::Output(shape), value));
         let _ = input;
-        Ok((input, reads))
+        Ok(Built { input, input_mask, reads })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1244,7 +1409,8 @@ impl Planner<'_> {
             threshold: rng::drop_threshold(rate),
             scale: rng::keep_scale(rate),
             groups_x,
-            _pad: [0; 3],
+            sample_offset: 0,
+            _pad: [0; 2],
         };
         self.op(
             stage,
@@ -1265,7 +1431,8 @@ impl Planner<'_> {
     }
 
     /// Assigns physical buffers and creates bind groups and staging buffers.
-    fn materialize(mut self, input: usize, reads: Vec<(ReadWhat, usize)>) -> Result<Plan> {
+    fn materialize(mut self, built: Built) -> Result<Plan> {
+        let Built { input, input_mask, reads } = built;
         let model = self.model;
         let ctx = &model.ctx;
         let device = &ctx.device;
@@ -1275,6 +1442,9 @@ impl Planner<'_> {
             self.vbufs[*v].last = end;
         }
         self.vbufs[input].first = 0;
+        if let Some(m) = input_mask {
+            self.vbufs[m].first = 0;
+        }
 
         // Greedy assignment: a physical buffer is free once its last virtual
         // buffer is dead. Best fit by size, else a new buffer.
@@ -1463,6 +1633,7 @@ impl Planner<'_> {
             buffers,
             textures,
             input: assign[input],
+            input_mask: input_mask.map(|m| assign[m]),
             stages,
             dropouts: dropout_uniforms,
             readbacks,
@@ -1471,19 +1642,30 @@ impl Planner<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn execute(
     ctx: &Context,
     pipelines: &HashMap<(Shader, &'static str), wgpu::ComputePipeline>,
     plan: &Plan,
     input: &Tensor,
+    mask: Option<&[u8]>,
     opts: &RunOptions,
+    sample_offset: usize,
     profile: bool,
 ) -> Result<Forward> {
     ctx.check_faults("forward")?;
     let started = Instant::now();
     ctx.queue.write_buffer(&plan.buffers[plan.input], 0, bytemuck::cast_slice(input.data()));
+    if let (Some(m), Some(buffer)) = (mask, plan.input_mask) {
+        let words: Vec<u32> = m.iter().map(|&v| u32::from(v != 0)).collect();
+        ctx.queue.write_buffer(&plan.buffers[buffer], 0, bytemuck::cast_slice(&words));
+    }
     for (buf, params, layer) in &plan.dropouts {
-        let p = DropoutParams { seed: rng::layer_seed(opts.seed, *layer), ..*params };
+        let p = DropoutParams {
+            seed: rng::layer_seed(opts.seed, *layer),
+            sample_offset: sample_offset as u32,
+            ..*params
+        };
         ctx.queue.write_buffer(buf, 0, bytemuck::bytes_of(&p));
     }
 

@@ -22,27 +22,36 @@ use crate::model::{Activation, Padding};
 pub struct Conv2dDims {
     /// Frames (`B * T`).
     pub n: usize,
-    /// Input height, width and channels.
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Input channels.
     pub cin: usize,
-    /// Kernel height, width and filter count.
+    /// Kernel height (undilated).
     pub kh: usize,
+    /// Kernel width (undilated).
     pub kw: usize,
+    /// Filters (output channels).
     pub cout: usize,
     /// Strides `(sh, sw)`.
     pub strides: (usize, usize),
     /// Dilation `(dh, dw)`.
     pub dilation: (usize, usize),
+    /// 'valid' or 'same' (Keras's rule, see [`Padding::resolve`]).
     pub padding: Padding,
 }
 
 /// The output geometry: `(OH, OW, pad_top, pad_left)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dOut {
+    /// Output height.
     pub oh: usize,
+    /// Output width.
     pub ow: usize,
+    /// Zero rows above the frame (the bottom gets the rest of the total).
     pub pad_top: usize,
+    /// Zero columns left of the frame (the right gets the rest of the total).
     pub pad_left: usize,
 }
 

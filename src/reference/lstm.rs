@@ -24,13 +24,19 @@ use crate::model::Activation;
 /// Sizes and options of one LSTM call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LstmDims {
+    /// Batch size B.
     pub b: usize,
+    /// Timesteps T.
     pub t: usize,
-    /// Input features per step.
+    /// Input features per step F.
     pub f: usize,
+    /// Units U.
     pub units: usize,
+    /// Cell activation `a` (Keras `activation`, default tanh).
     pub activation: Activation,
+    /// Gate activation `ra` (Keras `recurrent_activation`, default sigmoid).
     pub recurrent_activation: Activation,
+    /// Masked steps output zeros instead of the carried h.
     pub zero_output_for_mask: bool,
 }
 

@@ -55,9 +55,36 @@ pub fn forward_with_progress(
     opts: &RunOptions,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Forward> {
+    run(model, input, None, opts, progress)
+}
+
+/// [`forward`] with an explicit timestep mask `[B * T]` (1 = valid step),
+/// as Keras's `model(x, mask=m)`: it reaches every layer until a Masking
+/// layer replaces it or an LSTM without sequences drops it.
+pub fn forward_with_mask(
+    model: &Model,
+    input: &Tensor,
+    mask: &[u8],
+    opts: &RunOptions,
+) -> Result<Forward> {
+    run(model, input, Some(mask), opts, &mut |_| {})
+}
+
+fn run(
+    model: &Model,
+    input: &Tensor,
+    initial_mask: Option<&[u8]>,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Forward> {
     let (b, t) = model.check_input(input.shape())?;
+    crate::tensor::check_finite("input", input)?;
+    if let Some(m) = initial_mask {
+        crate::model::check_mask(m, b, t)?;
+    }
     let mut x = input.data().to_vec();
-    let mut mask: Option<Vec<u8>> = None;
+    let mut mask: Option<Vec<u8>> =
+        initial_mask.map(|m| m.iter().map(|&v| u8::from(v != 0)).collect());
     let mut layers = Vec::new();
     let mut timings = Vec::with_capacity(model.layers().len());
     let count = model.layers().len();
@@ -191,15 +218,14 @@ pub fn forward_with_progress(
             }
         }
 
-        if info.has_mask {
-            if mask.is_none() {
-                return Err(Error::layer(
-                    index,
-                    &layer.name,
-                    "shape inference attached a mask but none was computed",
-                ));
-            }
-        } else {
+        if info.has_mask && mask.is_none() {
+            return Err(Error::layer(
+                index,
+                &layer.name,
+                "shape inference attached a mask but none was computed",
+            ));
+        }
+        if !info.output.timed {
             mask = None;
         }
         let shape = info.output.with_batch(b, t);

@@ -11,7 +11,7 @@ where
     T: Send,
     F: Fn(usize, &mut [T]) + Sync,
 {
-    let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+    let rows = out.len().checked_div(row_len).unwrap_or(0);
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(rows).max(1);
     if threads == 1 {

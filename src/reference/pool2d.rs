@@ -14,13 +14,17 @@ use crate::model::{Padding, PoolKind};
 pub struct Pool2dDims {
     /// Frames (`B * T`).
     pub n: usize,
+    /// Input height.
     pub h: usize,
+    /// Input width.
     pub w: usize,
+    /// Channels (pooled separately).
     pub c: usize,
     /// Pool size `(ph, pw)`.
     pub pool: (usize, usize),
     /// Strides `(sh, sw)`.
     pub strides: (usize, usize),
+    /// 'valid' or 'same' (Keras's rule, see [`Padding::resolve`]).
     pub padding: Padding,
 }
 

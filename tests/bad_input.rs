@@ -1,0 +1,94 @@
+//! Inputs that do not fit the model are refused with an error naming what
+//! was expected and what came, on the CPU and on every GPU adapter.
+
+mod gpu_util;
+
+use cnn_lstm::gpu::GpuModel;
+use cnn_lstm::*;
+
+fn model() -> Model {
+    ModelBuilder::new("m", None, &[8, 8, 3])
+        .layer(LayerKind::Conv2D(Conv2D {
+            filters: 2,
+            kernel: (3, 3),
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding: Padding::Valid,
+            activation: Activation::Relu,
+            use_bias: true,
+        }))
+        .layer(LayerKind::Flatten)
+        .layer(LayerKind::Lstm(Lstm {
+            units: 3,
+            return_sequences: false,
+            zero_output_for_mask: false,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+        }))
+        .build()
+        .unwrap()
+}
+
+/// Every device's error for `shape`.
+fn errors(model: &Model, shape: &[usize]) -> Vec<String> {
+    let x = Tensor::zeros(shape.to_vec());
+    let opts = RunOptions::default();
+    let mut out = vec![reference::forward(model, &x, &opts).unwrap_err()];
+    for ctx in gpu_util::contexts() {
+        out.push(GpuModel::new(ctx, model).unwrap().forward(&x, &opts).unwrap_err());
+    }
+    out.into_iter()
+        .map(|e| {
+            assert!(matches!(e, Error::Input { .. }), "{e}");
+            e.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn frames_without_a_time_axis_are_refused() {
+    for e in errors(&model(), &[2, 8, 8, 3]) {
+        assert!(e.contains("[B, T, 8, 8, 3]") && e.contains("[2, 8, 8, 3]"), "{e}");
+    }
+}
+
+#[test]
+fn frames_without_a_channel_axis_are_refused() {
+    for e in errors(&model(), &[2, 4, 8, 8]) {
+        assert!(e.contains("[B, T, 8, 8, 3]") && e.contains("[2, 4, 8, 8]"), "{e}");
+    }
+}
+
+#[test]
+fn wrong_frame_size_or_channel_count_is_refused() {
+    for shape in [[2, 4, 9, 8, 3], [2, 4, 8, 8, 1]] {
+        for e in errors(&model(), &shape) {
+            assert!(e.contains("[B, T, 8, 8, 3]"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn empty_batch_or_zero_timesteps_are_refused() {
+    for shape in [[0, 4, 8, 8, 3], [2, 0, 8, 8, 3]] {
+        for e in errors(&model(), &shape) {
+            assert!(e.contains("B >= 1 and T >= 1"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn a_fixed_time_dimension_is_enforced() {
+    let fixed =
+        ModelBuilder::new("fixed", Some(5), &[4]).layer(LayerKind::Flatten).build().unwrap();
+    for e in errors(&fixed, &[1, 3, 4]) {
+        assert!(e.contains("T = 5") && e.contains("T = 3"), "{e}");
+    }
+}
+
+#[test]
+fn tensor_data_must_match_its_shape() {
+    let err = Tensor::new(vec![2, 3], vec![0.0; 5]).unwrap_err().to_string();
+    assert!(err.contains("6 values") && err.contains("5 values"), "{err}");
+}

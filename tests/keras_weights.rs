@@ -1,0 +1,260 @@
+//! Weights files: safetensors reading/writing, missing/extra/misshapen
+//! weights, lying headers, and broken `.keras` archives.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use cnn_lstm::keras::{self, KerasModel, StoredTensor};
+use cnn_lstm::{Error, Tensor};
+use common::*;
+
+/// A fresh scratch folder for one test.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cnn_lstm_{test}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn article_small() -> (KerasModel, Vec<(String, StoredTensor)>) {
+    let dir = keras_dir("article_small");
+    let text = std::fs::read_to_string(dir.join("model.json")).unwrap();
+    let k = KerasModel::from_json(&text, "model.json").unwrap();
+    let stored = keras::read_tensors(dir.join("weights.safetensors")).unwrap();
+    (k, stored.into_iter().collect())
+}
+
+fn weights_error(r: cnn_lstm::Result<()>) -> (String, String) {
+    match r {
+        Err(Error::Weights { name, message }) => (name, message),
+        other => panic!("expected a weights error, got {other:?}"),
+    }
+}
+
+#[test]
+fn roundtrip_f32_u8_i32() {
+    let dir = scratch("roundtrip");
+    let tensors = vec![
+        (
+            "output".to_string(),
+            StoredTensor::F32(
+                Tensor::new(vec![2, 3], vec![0.5, -1.0, 3.25, f32::MIN_POSITIVE, 1e30, -0.0])
+                    .unwrap(),
+            ),
+        ),
+        ("mask/lstm".to_string(), StoredTensor::U8 { shape: vec![2, 2], data: vec![1, 0, 1, 1] }),
+        ("labels".to_string(), StoredTensor::I32 { shape: vec![3], data: vec![-7, 0, 9] }),
+    ];
+    let path = dir.join("out.safetensors");
+    keras::write_tensors(&path, &tensors).unwrap();
+    let back = keras::read_tensors(&path).unwrap();
+    assert_eq!(back.len(), 3);
+    for (name, t) in &tensors {
+        assert_eq!(&back[name], t, "{name}");
+    }
+    // Only the file itself is left: the temporary was renamed.
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("out.safetensors")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn failed_write_leaves_nothing_behind() {
+    let dir = scratch("failed_write");
+    let target = dir.join("missing_folder").join("out.safetensors");
+    let t = vec![("x".to_string(), StoredTensor::U8 { shape: vec![1], data: vec![1] })];
+    assert!(matches!(keras::write_tensors(&target, &t), Err(Error::Io { .. })));
+    // A tensor whose data does not fill its shape is refused before writing.
+    let target = dir.join("out.safetensors");
+    let bad = vec![("x".to_string(), StoredTensor::U8 { shape: vec![4], data: vec![1] })];
+    assert!(keras::write_tensors(&target, &bad).is_err());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // Overwriting an existing file replaces it whole.
+    keras::write_tensors(&target, &t).unwrap();
+    let t2 = vec![("y".to_string(), StoredTensor::U8 { shape: vec![2], data: vec![3, 4] })];
+    keras::write_tensors(&target, &t2).unwrap();
+    assert_eq!(keras::read_tensors(&target).unwrap().into_iter().collect::<Vec<_>>(), t2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn missing_extra_and_misshapen_weights_are_named() {
+    let dir = scratch("bad_weights");
+    let path = dir.join("w.safetensors");
+
+    // Missing: drop the LSTM's recurrent kernel.
+    let (mut k, stored) = article_small();
+    let missing: Vec<_> = stored
+        .iter()
+        .filter(|(n, _)| n != "sequential/lstm/lstm_cell/recurrent_kernel")
+        .cloned()
+        .collect();
+    keras::write_tensors(&path, &missing).unwrap();
+    let (name, message) = weights_error(k.load_weights_safetensors(&path));
+    assert_eq!(name, "lstm/recurrent_kernel");
+    assert!(message.contains("missing") && message.contains("[16, 64]"), "{message}");
+
+    // Extra: a variable no layer has.
+    let mut extra = stored.clone();
+    extra.push((
+        "sequential/lstm/lstm_cell/peephole".to_string(),
+        StoredTensor::F32(Tensor::zeros(vec![3])),
+    ));
+    keras::write_tensors(&path, &extra).unwrap();
+    let (name, message) = weights_error(k.load_weights_safetensors(&path));
+    assert_eq!(name, "lstm/peephole");
+    assert!(message.contains("not used") && message.contains("[3]"), "{message}");
+
+    // Extra: a layer the model does not have.
+    let mut extra = stored.clone();
+    extra.push(("sequential/conv3d/kernel".to_string(), StoredTensor::F32(Tensor::zeros(vec![2]))));
+    keras::write_tensors(&path, &extra).unwrap();
+    let (name, _) = weights_error(k.load_weights_safetensors(&path));
+    assert_eq!(name, "sequential/conv3d/kernel");
+
+    // Misshapen: the Dense kernel transposed.
+    let misshapen: Vec<_> = stored
+        .iter()
+        .map(|(n, t)| {
+            if n == "sequential/dense/kernel" {
+                (n.clone(), StoredTensor::F32(Tensor::zeros(vec![10, 8])))
+            } else {
+                (n.clone(), t.clone())
+            }
+        })
+        .collect();
+    keras::write_tensors(&path, &misshapen).unwrap();
+    let (name, message) = weights_error(k.load_weights_safetensors(&path));
+    assert_eq!(name, "dense/kernel");
+    assert!(message.contains("[8, 10]") && message.contains("[10, 8]"), "{message}");
+
+    // The same variable under two spellings.
+    let mut twice = stored.clone();
+    let dense = stored.iter().find(|(n, _)| n == "sequential/dense/bias").unwrap().1.clone();
+    twice.push(("dense/bias".to_string(), dense));
+    keras::write_tensors(&path, &twice).unwrap();
+    let (name, message) = weights_error(k.load_weights_safetensors(&path));
+    assert_eq!(name, "dense/bias");
+    assert!(message.contains("twice"), "{message}");
+
+    // A failed load leaves the weights unchanged (all zero here).
+    assert!(k.model.weight(5, "kernel").unwrap().data().iter().all(|&v| v == 0.0));
+
+    // Non-f32 weights are refused by name.
+    let mut ints = stored.clone();
+    ints[0].1 = StoredTensor::I32 { shape: vec![10], data: vec![0; 10] };
+    keras::write_tensors(&path, &ints).unwrap();
+    let r = k.load_weights_safetensors(&path);
+    assert!(matches!(&r, Err(Error::Format { message, .. }) if message.contains("I32")), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A valid file with a header edited to lie about offsets, shapes or its
+/// own length: every variant is a format error, never a panic.
+#[test]
+fn lying_safetensors_headers_are_errors() {
+    let good = keras::serialize_tensors(
+        &[("w".to_string(), StoredTensor::F32(Tensor::new(vec![2, 2], vec![1.0; 4]).unwrap()))],
+        "test",
+    )
+    .unwrap();
+    let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&good[8..8 + header_len]).unwrap().to_string();
+    let data = &good[8 + header_len..];
+    let with_header = |h: &str| {
+        let mut h = h.to_string();
+        while h.len() < header_len {
+            h.push(' ');
+        }
+        let mut out = (h.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("shape larger than data", with_header(&header.replace("[2,2]", "[4,4]"))),
+        ("offsets past the end", with_header(&header.replace("[0,16]", "[0,1600]"))),
+        ("shape smaller than data", with_header(&header.replace("[2,2]", "[1,2]"))),
+        ("huge shape", with_header(&header.replace("[2,2]", "[4294967296,4294967296]"))),
+        ("truncated data", good[..good.len() - 3].to_vec()),
+        ("header longer than file", {
+            let mut b = good.clone();
+            b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+            b
+        }),
+        ("header not json", with_header(&"x".repeat(header_len))),
+        ("empty", Vec::new()),
+        ("seven bytes", vec![1; 7]),
+    ];
+    cases.push(("sanity: the good file", good.clone()));
+    for (what, bytes) in cases {
+        let r = keras::read_tensors_bytes(&bytes, what);
+        if what.starts_with("sanity") {
+            assert!(r.is_ok(), "{what}: {r:?}");
+        } else {
+            assert!(matches!(r, Err(Error::Format { .. })), "{what}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn broken_keras_archives_are_errors() {
+    let dir = scratch("bad_keras");
+    let good = std::fs::read(keras_dir("batch1_sigmoid").join("model.keras")).unwrap();
+    let config = std::fs::read(keras_dir("batch1_sigmoid").join("model.json")).unwrap();
+
+    let zip_of = |entries: &[(&str, &[u8])]| {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            for (name, bytes) in entries {
+                w.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+                w.write_all(bytes).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        buf.into_inner()
+    };
+    let h5 = {
+        let mut a = zip::ZipArchive::new(std::io::Cursor::new(&good)).unwrap();
+        let mut e = a.by_name("model.weights.h5").unwrap();
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+        v
+    };
+    let mut flipped = h5.clone();
+    for b in flipped.iter_mut().skip(100).step_by(7).take(2000) {
+        *b ^= 0x5a;
+    }
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("not a zip", b"hello".to_vec()),
+        ("truncated zip", good[..good.len() / 2].to_vec()),
+        ("no config", zip_of(&[("model.weights.h5", &h5)])),
+        ("no weights", zip_of(&[("config.json", &config)])),
+        ("h5 not hdf5", zip_of(&[("config.json", &config), ("model.weights.h5", b"nope")])),
+        (
+            "h5 truncated",
+            zip_of(&[("config.json", &config), ("model.weights.h5", &h5[..h5.len() / 3])]),
+        ),
+        ("h5 corrupted", zip_of(&[("config.json", &config), ("model.weights.h5", &flipped)])),
+    ];
+    for (what, bytes) in cases {
+        let r = keras::load_keras_bytes(&bytes, what);
+        assert!(r.is_err(), "{what}: loaded");
+    }
+    // Sanity: the rebuilt archive with both entries loads.
+    let ok = zip_of(&[("config.json", &config), ("model.weights.h5", &h5)]);
+    keras::load_keras_bytes(&ok, "rebuilt").unwrap();
+
+    // Architecture and weights disagree: the config's Dense has 2 units.
+    let text = String::from_utf8(config.clone()).unwrap();
+    let two = text.replace("\"units\": 1,", "\"units\": 2,");
+    assert_ne!(two, text);
+    let bytes = zip_of(&[("config.json", two.as_bytes()), ("model.weights.h5", &h5)]);
+    let (name, message) = weights_error(keras::load_keras_bytes(&bytes, "units").map(|_| ()));
+    assert_eq!(name, "dense/kernel");
+    assert!(message.contains("[10, 2]") && message.contains("[10, 1]"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
