@@ -1,5 +1,6 @@
 //! cnn-lstm: Keras-style CNN-LSTM models on any GPU through wgpu.
 
+pub mod bench;
 pub mod error;
 pub mod forward;
 pub mod gpu;
