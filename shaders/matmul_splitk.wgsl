@@ -15,8 +15,8 @@
 // branch per lane, measured at ~150 cycles per vec4 and lane, while a texel
 // fetch is a branch-free gather, ~20 cycles. A is copied into its texture by
 // the scheduler just before (a plain copy); B, the weight, is uploaded as
-// textures once. Each invocation computes an 8 x 8 tile of C from 8 + 8
-// texel fetches per 4 values of k.
+// textures once. Each invocation computes a TILE_ROWS x (4 TILE_QUADS) tile
+// of C from TILE_ROWS + 4 TILE_QUADS texel fetches per 4 values of k.
 //
 // Bindings (group 0):
 //   0: uniform SplitKParams
@@ -26,9 +26,10 @@
 //   4: storage read_write c    [M, N / 4] vec4 (reduce)
 //   5: storage read_write part [slices, M, N / 4] vec4 partial sums
 //
-// `partial` grid: (ceil(N / 8 / WG), ceil(M / 8), slices in this chunk)
-// workgroups of WG invocations; invocation lid of workgroup (x, y, z)
-// computes columns 8 * (x * WG + lid) .. + 8 of rows 8 * y .. + 8 over the
+// `partial` grid: (ceil(N / (4 TILE_QUADS) / WG), ceil(M / TILE_ROWS), slices
+// in this chunk) workgroups of WG invocations; invocation lid of workgroup
+// (x, y, z) computes column quads TILE_QUADS * (x * WG + lid) .. + TILE_QUADS
+// of rows TILE_ROWS * y .. + TILE_ROWS over the
 // chunk rows [z * slice_len, + slice_len) (clipped to the chunk), writing
 // partial slice slice_base + z. Rows and columns past the edges are clamped
 // while loading and skipped when storing.
@@ -69,19 +70,16 @@ fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
     return textureLoad(t, vec2<u32>(i & mask, i >> p.tex_shift), 0);
 }
 
-// Stores one row's two column quads of a partial tile, skipping those
-// outside C.
-fn store_pair(slice: u32, row: u32, q: u32, lo_ok: bool, hi_ok: bool, lo: vec4<f32>,
-              hi: vec4<f32>) {
-    if (row >= p.m) {
-        return;
-    }
-    let o = (slice * p.m + row) * (p.n / 4u) + q;
-    if (lo_ok) {
-        part[o] = lo;
-    }
-    if (hi_ok) {
-        part[o + 1u] = hi;
+// Rows and column quads of C per invocation (the host's SPLITK_ROWS and
+// SPLITK_QUADS).
+const TILE_ROWS: u32 = 8u;
+const TILE_QUADS: u32 = 4u;
+
+// Stores one column quad of a partial tile, skipping those outside C.
+fn store_quad(slice: u32, row: u32, q: u32, v: vec4<f32>) {
+    let nq = p.n / 4u;
+    if (row < p.m && q < nq) {
+        part[(slice * p.m + row) * nq + q] = v;
     }
 }
 
@@ -90,16 +88,18 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let nq = p.n / 4u;
     let lq = p.lda / 4u;
     // Column quads of this invocation (clamped: spare invocations load in bounds).
-    let q0_raw = (wid.x * WG + lid.x) * 2u;
-    let q0 = min(q0_raw, nq - 1u);
-    let q1 = min(q0_raw + 1u, nq - 1u);
-    let row0 = wid.y * 8u;
+    let qb = (wid.x * WG + lid.x) * TILE_QUADS;
+    let q0 = min(qb + 0u, nq - 1u);
+    let q1 = min(qb + 1u, nq - 1u);
+    let q2 = min(qb + 2u, nq - 1u);
+    let q3 = min(qb + 3u, nq - 1u);
+    let row0 = wid.y * TILE_ROWS;
     let k_start = wid.z * p.slice_len;
     let k_end = min(k_start + p.slice_len, p.k_len);
     let steps = (k_end - k_start) / 4u;
     let last = p.m - 1u;
-    // Texel offsets of the 8 rows of A at the slice start. Written out
-    // rather than as arrays: lavapipe keeps private arrays in memory.
+    // Texel offsets of the rows of A at the slice start. Written out rather
+    // than as arrays: lavapipe keeps private arrays in memory.
     let kq = (p.k_offset + k_start) / 4u;
     let r0 = min(row0 + 0u, last) * lq + kq;
     let r1 = min(row0 + 1u, last) * lq + kq;
@@ -109,72 +109,135 @@ fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let r5 = min(row0 + 5u, last) * lq + kq;
     let r6 = min(row0 + 6u, last) * lq + kq;
     let r7 = min(row0 + 7u, last) * lq + kq;
-    var c0l = vec4<f32>(0.0);
-    var c0h = vec4<f32>(0.0);
-    var c1l = vec4<f32>(0.0);
-    var c1h = vec4<f32>(0.0);
-    var c2l = vec4<f32>(0.0);
-    var c2h = vec4<f32>(0.0);
-    var c3l = vec4<f32>(0.0);
-    var c3h = vec4<f32>(0.0);
-    var c4l = vec4<f32>(0.0);
-    var c4h = vec4<f32>(0.0);
-    var c5l = vec4<f32>(0.0);
-    var c5h = vec4<f32>(0.0);
-    var c6l = vec4<f32>(0.0);
-    var c6h = vec4<f32>(0.0);
-    var c7l = vec4<f32>(0.0);
-    var c7h = vec4<f32>(0.0);
+    var c0_0 = vec4<f32>(0.0);
+    var c0_1 = vec4<f32>(0.0);
+    var c0_2 = vec4<f32>(0.0);
+    var c0_3 = vec4<f32>(0.0);
+    var c1_0 = vec4<f32>(0.0);
+    var c1_1 = vec4<f32>(0.0);
+    var c1_2 = vec4<f32>(0.0);
+    var c1_3 = vec4<f32>(0.0);
+    var c2_0 = vec4<f32>(0.0);
+    var c2_1 = vec4<f32>(0.0);
+    var c2_2 = vec4<f32>(0.0);
+    var c2_3 = vec4<f32>(0.0);
+    var c3_0 = vec4<f32>(0.0);
+    var c3_1 = vec4<f32>(0.0);
+    var c3_2 = vec4<f32>(0.0);
+    var c3_3 = vec4<f32>(0.0);
+    var c4_0 = vec4<f32>(0.0);
+    var c4_1 = vec4<f32>(0.0);
+    var c4_2 = vec4<f32>(0.0);
+    var c4_3 = vec4<f32>(0.0);
+    var c5_0 = vec4<f32>(0.0);
+    var c5_1 = vec4<f32>(0.0);
+    var c5_2 = vec4<f32>(0.0);
+    var c5_3 = vec4<f32>(0.0);
+    var c6_0 = vec4<f32>(0.0);
+    var c6_1 = vec4<f32>(0.0);
+    var c6_2 = vec4<f32>(0.0);
+    var c6_3 = vec4<f32>(0.0);
+    var c7_0 = vec4<f32>(0.0);
+    var c7_1 = vec4<f32>(0.0);
+    var c7_2 = vec4<f32>(0.0);
+    var c7_3 = vec4<f32>(0.0);
     // Two nested loops: llvmpipe stops any single loop after 65535 iterations.
     for (var s0 = 0u; s0 < steps; s0 = s0 + LOOP_BLOCK) {
     let s1 = min(s0 + LOOP_BLOCK, steps);
     for (var s = s0; s < s1; s = s + 1u) {
+        // B rows k .. k + 3 of this invocation's column quads.
         let bi = (k_start + 4u * s) * nq;
-        let b0 = texel(b, bi + q0);
-        let b1 = texel(b, bi + q1);
-        let b2 = texel(b, bi + nq + q0);
-        let b3 = texel(b, bi + nq + q1);
-        let b4 = texel(b, bi + 2u * nq + q0);
-        let b5 = texel(b, bi + 2u * nq + q1);
-        let b6 = texel(b, bi + 3u * nq + q0);
-        let b7 = texel(b, bi + 3u * nq + q1);
+        let b0_0 = texel(b, bi + q0);
+        let b0_1 = texel(b, bi + q1);
+        let b0_2 = texel(b, bi + q2);
+        let b0_3 = texel(b, bi + q3);
+        let b1_0 = texel(b, bi + nq + q0);
+        let b1_1 = texel(b, bi + nq + q1);
+        let b1_2 = texel(b, bi + nq + q2);
+        let b1_3 = texel(b, bi + nq + q3);
+        let b2_0 = texel(b, bi + 2u * nq + q0);
+        let b2_1 = texel(b, bi + 2u * nq + q1);
+        let b2_2 = texel(b, bi + 2u * nq + q2);
+        let b2_3 = texel(b, bi + 2u * nq + q3);
+        let b3_0 = texel(b, bi + 3u * nq + q0);
+        let b3_1 = texel(b, bi + 3u * nq + q1);
+        let b3_2 = texel(b, bi + 3u * nq + q2);
+        let b3_3 = texel(b, bi + 3u * nq + q3);
         let a0 = texel(a, r0 + s);
-        c0l = c0l + a0.x * b0 + a0.y * b2 + a0.z * b4 + a0.w * b6;
-        c0h = c0h + a0.x * b1 + a0.y * b3 + a0.z * b5 + a0.w * b7;
+        c0_0 = c0_0 + a0.x * b0_0 + a0.y * b1_0 + a0.z * b2_0 + a0.w * b3_0;
+        c0_1 = c0_1 + a0.x * b0_1 + a0.y * b1_1 + a0.z * b2_1 + a0.w * b3_1;
+        c0_2 = c0_2 + a0.x * b0_2 + a0.y * b1_2 + a0.z * b2_2 + a0.w * b3_2;
+        c0_3 = c0_3 + a0.x * b0_3 + a0.y * b1_3 + a0.z * b2_3 + a0.w * b3_3;
         let a1 = texel(a, r1 + s);
-        c1l = c1l + a1.x * b0 + a1.y * b2 + a1.z * b4 + a1.w * b6;
-        c1h = c1h + a1.x * b1 + a1.y * b3 + a1.z * b5 + a1.w * b7;
+        c1_0 = c1_0 + a1.x * b0_0 + a1.y * b1_0 + a1.z * b2_0 + a1.w * b3_0;
+        c1_1 = c1_1 + a1.x * b0_1 + a1.y * b1_1 + a1.z * b2_1 + a1.w * b3_1;
+        c1_2 = c1_2 + a1.x * b0_2 + a1.y * b1_2 + a1.z * b2_2 + a1.w * b3_2;
+        c1_3 = c1_3 + a1.x * b0_3 + a1.y * b1_3 + a1.z * b2_3 + a1.w * b3_3;
         let a2 = texel(a, r2 + s);
-        c2l = c2l + a2.x * b0 + a2.y * b2 + a2.z * b4 + a2.w * b6;
-        c2h = c2h + a2.x * b1 + a2.y * b3 + a2.z * b5 + a2.w * b7;
+        c2_0 = c2_0 + a2.x * b0_0 + a2.y * b1_0 + a2.z * b2_0 + a2.w * b3_0;
+        c2_1 = c2_1 + a2.x * b0_1 + a2.y * b1_1 + a2.z * b2_1 + a2.w * b3_1;
+        c2_2 = c2_2 + a2.x * b0_2 + a2.y * b1_2 + a2.z * b2_2 + a2.w * b3_2;
+        c2_3 = c2_3 + a2.x * b0_3 + a2.y * b1_3 + a2.z * b2_3 + a2.w * b3_3;
         let a3 = texel(a, r3 + s);
-        c3l = c3l + a3.x * b0 + a3.y * b2 + a3.z * b4 + a3.w * b6;
-        c3h = c3h + a3.x * b1 + a3.y * b3 + a3.z * b5 + a3.w * b7;
+        c3_0 = c3_0 + a3.x * b0_0 + a3.y * b1_0 + a3.z * b2_0 + a3.w * b3_0;
+        c3_1 = c3_1 + a3.x * b0_1 + a3.y * b1_1 + a3.z * b2_1 + a3.w * b3_1;
+        c3_2 = c3_2 + a3.x * b0_2 + a3.y * b1_2 + a3.z * b2_2 + a3.w * b3_2;
+        c3_3 = c3_3 + a3.x * b0_3 + a3.y * b1_3 + a3.z * b2_3 + a3.w * b3_3;
         let a4 = texel(a, r4 + s);
-        c4l = c4l + a4.x * b0 + a4.y * b2 + a4.z * b4 + a4.w * b6;
-        c4h = c4h + a4.x * b1 + a4.y * b3 + a4.z * b5 + a4.w * b7;
+        c4_0 = c4_0 + a4.x * b0_0 + a4.y * b1_0 + a4.z * b2_0 + a4.w * b3_0;
+        c4_1 = c4_1 + a4.x * b0_1 + a4.y * b1_1 + a4.z * b2_1 + a4.w * b3_1;
+        c4_2 = c4_2 + a4.x * b0_2 + a4.y * b1_2 + a4.z * b2_2 + a4.w * b3_2;
+        c4_3 = c4_3 + a4.x * b0_3 + a4.y * b1_3 + a4.z * b2_3 + a4.w * b3_3;
         let a5 = texel(a, r5 + s);
-        c5l = c5l + a5.x * b0 + a5.y * b2 + a5.z * b4 + a5.w * b6;
-        c5h = c5h + a5.x * b1 + a5.y * b3 + a5.z * b5 + a5.w * b7;
+        c5_0 = c5_0 + a5.x * b0_0 + a5.y * b1_0 + a5.z * b2_0 + a5.w * b3_0;
+        c5_1 = c5_1 + a5.x * b0_1 + a5.y * b1_1 + a5.z * b2_1 + a5.w * b3_1;
+        c5_2 = c5_2 + a5.x * b0_2 + a5.y * b1_2 + a5.z * b2_2 + a5.w * b3_2;
+        c5_3 = c5_3 + a5.x * b0_3 + a5.y * b1_3 + a5.z * b2_3 + a5.w * b3_3;
         let a6 = texel(a, r6 + s);
-        c6l = c6l + a6.x * b0 + a6.y * b2 + a6.z * b4 + a6.w * b6;
-        c6h = c6h + a6.x * b1 + a6.y * b3 + a6.z * b5 + a6.w * b7;
+        c6_0 = c6_0 + a6.x * b0_0 + a6.y * b1_0 + a6.z * b2_0 + a6.w * b3_0;
+        c6_1 = c6_1 + a6.x * b0_1 + a6.y * b1_1 + a6.z * b2_1 + a6.w * b3_1;
+        c6_2 = c6_2 + a6.x * b0_2 + a6.y * b1_2 + a6.z * b2_2 + a6.w * b3_2;
+        c6_3 = c6_3 + a6.x * b0_3 + a6.y * b1_3 + a6.z * b2_3 + a6.w * b3_3;
         let a7 = texel(a, r7 + s);
-        c7l = c7l + a7.x * b0 + a7.y * b2 + a7.z * b4 + a7.w * b6;
-        c7h = c7h + a7.x * b1 + a7.y * b3 + a7.z * b5 + a7.w * b7;
+        c7_0 = c7_0 + a7.x * b0_0 + a7.y * b1_0 + a7.z * b2_0 + a7.w * b3_0;
+        c7_1 = c7_1 + a7.x * b0_1 + a7.y * b1_1 + a7.z * b2_1 + a7.w * b3_1;
+        c7_2 = c7_2 + a7.x * b0_2 + a7.y * b1_2 + a7.z * b2_2 + a7.w * b3_2;
+        c7_3 = c7_3 + a7.x * b0_3 + a7.y * b1_3 + a7.z * b2_3 + a7.w * b3_3;
     }
     }
     let slice = p.slice_base + wid.z;
-    let lo_ok = q0_raw < nq;
-    let hi_ok = q0_raw + 1u < nq;
-    store_pair(slice, row0 + 0u, q0_raw, lo_ok, hi_ok, c0l, c0h);
-    store_pair(slice, row0 + 1u, q0_raw, lo_ok, hi_ok, c1l, c1h);
-    store_pair(slice, row0 + 2u, q0_raw, lo_ok, hi_ok, c2l, c2h);
-    store_pair(slice, row0 + 3u, q0_raw, lo_ok, hi_ok, c3l, c3h);
-    store_pair(slice, row0 + 4u, q0_raw, lo_ok, hi_ok, c4l, c4h);
-    store_pair(slice, row0 + 5u, q0_raw, lo_ok, hi_ok, c5l, c5h);
-    store_pair(slice, row0 + 6u, q0_raw, lo_ok, hi_ok, c6l, c6h);
-    store_pair(slice, row0 + 7u, q0_raw, lo_ok, hi_ok, c7l, c7h);
+    store_quad(slice, row0 + 0u, qb + 0u, c0_0);
+    store_quad(slice, row0 + 0u, qb + 1u, c0_1);
+    store_quad(slice, row0 + 0u, qb + 2u, c0_2);
+    store_quad(slice, row0 + 0u, qb + 3u, c0_3);
+    store_quad(slice, row0 + 1u, qb + 0u, c1_0);
+    store_quad(slice, row0 + 1u, qb + 1u, c1_1);
+    store_quad(slice, row0 + 1u, qb + 2u, c1_2);
+    store_quad(slice, row0 + 1u, qb + 3u, c1_3);
+    store_quad(slice, row0 + 2u, qb + 0u, c2_0);
+    store_quad(slice, row0 + 2u, qb + 1u, c2_1);
+    store_quad(slice, row0 + 2u, qb + 2u, c2_2);
+    store_quad(slice, row0 + 2u, qb + 3u, c2_3);
+    store_quad(slice, row0 + 3u, qb + 0u, c3_0);
+    store_quad(slice, row0 + 3u, qb + 1u, c3_1);
+    store_quad(slice, row0 + 3u, qb + 2u, c3_2);
+    store_quad(slice, row0 + 3u, qb + 3u, c3_3);
+    store_quad(slice, row0 + 4u, qb + 0u, c4_0);
+    store_quad(slice, row0 + 4u, qb + 1u, c4_1);
+    store_quad(slice, row0 + 4u, qb + 2u, c4_2);
+    store_quad(slice, row0 + 4u, qb + 3u, c4_3);
+    store_quad(slice, row0 + 5u, qb + 0u, c5_0);
+    store_quad(slice, row0 + 5u, qb + 1u, c5_1);
+    store_quad(slice, row0 + 5u, qb + 2u, c5_2);
+    store_quad(slice, row0 + 5u, qb + 3u, c5_3);
+    store_quad(slice, row0 + 6u, qb + 0u, c6_0);
+    store_quad(slice, row0 + 6u, qb + 1u, c6_1);
+    store_quad(slice, row0 + 6u, qb + 2u, c6_2);
+    store_quad(slice, row0 + 6u, qb + 3u, c6_3);
+    store_quad(slice, row0 + 7u, qb + 0u, c7_0);
+    store_quad(slice, row0 + 7u, qb + 1u, c7_1);
+    store_quad(slice, row0 + 7u, qb + 2u, c7_2);
+    store_quad(slice, row0 + 7u, qb + 3u, c7_3);
 }
 
 @compute @workgroup_size(WG)

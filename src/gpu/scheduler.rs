@@ -29,9 +29,13 @@ const RGBA: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
 const R32: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
 
 /// Workgroup size of the split-K kernels.
-const SPLITK_WG: u32 = 32;
+const SPLITK_WG: u32 = 8;
+/// Rows and column quads of C per split-K invocation (TILE_ROWS and
+/// TILE_QUADS of `shaders/matmul_splitk.wgsl`).
+const SPLITK_ROWS: usize = 8;
+const SPLITK_QUADS: usize = 4;
 /// Fewest K values per split-K slice: enough work per workgroup.
-const SPLITK_MIN_SLICE: usize = 256;
+const SPLITK_MIN_SLICE: usize = 1024;
 
 /// A model whose weights live on the GPU, ready to run forward passes.
 pub struct GpuModel {
@@ -1011,8 +1015,8 @@ impl Planner<'_> {
             groups_x: 0,
             tex_shift: model.tex_shift,
         };
-        let gx = n.div_ceil(8).div_ceil(wg) as u32;
-        let gy = m.div_ceil(8) as u32;
+        let gx = n.div_ceil(4 * SPLITK_QUADS).div_ceil(wg) as u32;
+        let gy = m.div_ceil(SPLITK_ROWS) as u32;
         let mut slice_base = 0;
         for (ci, (k_offset, k_len)) in ranges.iter().copied().enumerate() {
             let here = (k_len as usize).div_ceil(slice_len);
