@@ -353,3 +353,42 @@ fn dense_with_64_mib_kernel_matches_reference() {
         assert!(c.is_ok(), "{}: {c}", ctx.describe());
     }
 }
+
+/// The texture convolution (Cout a multiple of 4) with strides, 'same'
+/// padding, dilation, a spare channel quad (Cout = 12 < 16) and rows whose
+/// width is not a multiple of its 8-pixel segments.
+#[test]
+fn texture_conv_with_strides_padding_and_dilation_matches_reference() {
+    let mut model = ModelBuilder::new("conv_tex", None, &[13, 11, 5])
+        .layer(conv(12, (4, 4), (2, 2), (1, 1), Padding::Same, Activation::Tanh))
+        .layer(conv(8, (3, 3), (1, 1), (2, 2), Padding::Same, Activation::Relu))
+        .layer(conv(4, (2, 3), (1, 2), (1, 1), Padding::Valid, Activation::Linear))
+        .build()
+        .unwrap();
+    randomize(&mut model, 31);
+    let x = input(32, &[2, 3, 13, 11, 5]);
+    check(&model, &x, &RunOptions::default(), Tolerance::GPU_F32);
+}
+
+/// Split-K from textures over a weight larger than one binding on CPU
+/// adapters (65536 x 256 f32 = 64 MiB, two texture chunks), with a bias and
+/// an activation applied once after the slices are summed.
+#[test]
+fn split_k_over_two_weight_chunks_matches_reference() {
+    let mut model = ModelBuilder::new("wide_split", None, &[65536])
+        .layer(dense(256, Activation::Tanh))
+        .build()
+        .unwrap();
+    randomize(&mut model, 33);
+    let x = input(34, &[3, 1, 65536]);
+    let want = reference::forward(&model, &x, &RunOptions::default()).unwrap();
+    for ctx in gpu_util::contexts() {
+        let got = GpuModel::new(ctx.clone(), &model)
+            .unwrap()
+            .forward(&x, &RunOptions::default())
+            .unwrap();
+        let c =
+            compare(got.output.data(), want.output.data(), want.output.shape(), Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{}: {c}", ctx.describe());
+    }
+}
