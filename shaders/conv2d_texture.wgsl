@@ -5,8 +5,9 @@
 // Why textures: lavapipe runs every storage-buffer load as a loop over the
 // SIMD lanes with a branch per lane (~150 cycles per vec4 and lane measured),
 // a texel fetch as a branch-free gather (~20). Each invocation computes
-// PX = 8 neighbouring output pixels of one row x 16 output channels in
-// registers, from 8 input fetches and 4 kernel fetches per tap.
+// PX = 8 neighbouring output pixels of one row x CB output channels in
+// registers, from 8 input fetches and CB / 4 kernel fetches per tap: CB = 16
+// in entry `main` (Cout a multiple of 16), CB = 8 in `main8` (other Cout).
 //
 // Bindings (group 0):
 //   0: uniform ConvParams
@@ -18,7 +19,7 @@
 //   4: storage read_write y      [N, OH, OW, Cout] f32, N = B * T frames
 //
 // Grid: flat over N * OH * segs * co_blocks invocations (flat_index with
-// groups_x), segs = ceil(OW / 8), co_blocks = ceil(Cout / 16); invocation
+// groups_x), segs = ceil(OW / 8), co_blocks = ceil(Cout / CB); invocation
 // i covers channel block i % co_blocks, pixel segment (i / co_blocks) % segs
 // of output row i / (co_blocks * segs) (row = n * OH + oy):
 //   y[n, oy, ox, co] = act(bias[co] +
@@ -44,7 +45,7 @@ struct ConvParams {
     act: u32,
     has_bias: u32,
     groups_x: u32,
-    // ceil(Cout / 16): channel blocks per pixel segment.
+    // ceil(Cout / CB): channel blocks per pixel segment.
     co_blocks: u32,
     _pad0: u32,
     // ceil(OW / 8): pixel segments per output row.
@@ -103,6 +104,7 @@ fn store(row: u32, ox: u32, co: u32, v: vec4<f32>) {
     }
 }
 
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let idx = flat_index(gid, p.groups_x, WG);
@@ -120,7 +122,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co0 = cb * 16u;
     let cq = p.cout / 4u;
     // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
-
     let kq0 = min(co0 / 4u + 0u, cq - 1u);
     let kq1 = min(co0 / 4u + 1u, cq - 1u);
     let kq2 = min(co0 / 4u + 2u, cq - 1u);
@@ -251,4 +252,100 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     store(row, ox0 + 7u, co0 + 4u, a7_1);
     store(row, ox0 + 7u, co0 + 8u, a7_2);
     store(row, ox0 + 7u, co0 + 12u, a7_3);
+}
+
+// The same with 8 output channels per invocation, for Cout = 8, 24, ...
+@compute @workgroup_size(WG)
+fn main8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let idx = flat_index(gid, p.groups_x, WG);
+    let per_row = p.co_blocks * p.segs;
+    let row = idx / per_row;
+    if (row >= p.n * p.oh) {
+        return;
+    }
+    let rest = idx - row * per_row;
+    let seg = rest / p.co_blocks;
+    let cb = rest - seg * p.co_blocks;
+    let oy = row % p.oh;
+    let n = row / p.oh;
+    let ox0 = seg * 8u;
+    let co0 = cb * 8u;
+    let cq = p.cout / 4u;
+    // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
+    let kq0 = min(co0 / 4u + 0u, cq - 1u);
+    let kq1 = min(co0 / 4u + 1u, cq - 1u);
+    let bias0 = bias4(co0 + 0u);
+    let bias1 = bias4(co0 + 4u);
+    var a0_0 = bias0;
+    var a0_1 = bias1;
+    var a1_0 = bias0;
+    var a1_1 = bias1;
+    var a2_0 = bias0;
+    var a2_1 = bias1;
+    var a3_0 = bias0;
+    var a3_1 = bias1;
+    var a4_0 = bias0;
+    var a4_1 = bias1;
+    var a5_0 = bias0;
+    var a5_1 = bias1;
+    var a6_0 = bias0;
+    var a6_1 = bias1;
+    var a7_0 = bias0;
+    var a7_1 = bias1;
+    // Input column of pixel q at tap kx: ix0 + q * sw + kx * dw.
+    let ix0 = i32(ox0 * p.sw) - i32(p.pad_left);
+    let sw = i32(p.sw);
+    for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.pad_top);
+        let row_ok = iy >= 0 && iy < i32(p.h);
+        let xrow = (n * p.h + u32(clamp(iy, 0, i32(p.h) - 1))) * p.w * p.cin;
+        for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+            let ixk = ix0 + i32(kx * p.dw);
+            for (var ci = 0u; ci < p.cin; ci = ci + 1u) {
+                let kt = ((ky * p.kw + kx) * p.cin + ci) * cq;
+                let w0 = fetch(kernel, kt + kq0);
+                let w1 = fetch(kernel, kt + kq1);
+                let x0 = xval(xrow, row_ok, ixk + 0 * sw, ci);
+                let x1 = xval(xrow, row_ok, ixk + 1 * sw, ci);
+                let x2 = xval(xrow, row_ok, ixk + 2 * sw, ci);
+                let x3 = xval(xrow, row_ok, ixk + 3 * sw, ci);
+                let x4 = xval(xrow, row_ok, ixk + 4 * sw, ci);
+                let x5 = xval(xrow, row_ok, ixk + 5 * sw, ci);
+                let x6 = xval(xrow, row_ok, ixk + 6 * sw, ci);
+                let x7 = xval(xrow, row_ok, ixk + 7 * sw, ci);
+                a0_0 = a0_0 + x0 * w0;
+                a0_1 = a0_1 + x0 * w1;
+                a1_0 = a1_0 + x1 * w0;
+                a1_1 = a1_1 + x1 * w1;
+                a2_0 = a2_0 + x2 * w0;
+                a2_1 = a2_1 + x2 * w1;
+                a3_0 = a3_0 + x3 * w0;
+                a3_1 = a3_1 + x3 * w1;
+                a4_0 = a4_0 + x4 * w0;
+                a4_1 = a4_1 + x4 * w1;
+                a5_0 = a5_0 + x5 * w0;
+                a5_1 = a5_1 + x5 * w1;
+                a6_0 = a6_0 + x6 * w0;
+                a6_1 = a6_1 + x6 * w1;
+                a7_0 = a7_0 + x7 * w0;
+                a7_1 = a7_1 + x7 * w1;
+            }
+        }
+    }
+    store(row, ox0 + 0u, co0 + 0u, a0_0);
+    store(row, ox0 + 0u, co0 + 4u, a0_1);
+    store(row, ox0 + 1u, co0 + 0u, a1_0);
+    store(row, ox0 + 1u, co0 + 4u, a1_1);
+    store(row, ox0 + 2u, co0 + 0u, a2_0);
+    store(row, ox0 + 2u, co0 + 4u, a2_1);
+    store(row, ox0 + 3u, co0 + 0u, a3_0);
+    store(row, ox0 + 3u, co0 + 4u, a3_1);
+    store(row, ox0 + 4u, co0 + 0u, a4_0);
+    store(row, ox0 + 4u, co0 + 4u, a4_1);
+    store(row, ox0 + 5u, co0 + 0u, a5_0);
+    store(row, ox0 + 5u, co0 + 4u, a5_1);
+    store(row, ox0 + 6u, co0 + 0u, a6_0);
+    store(row, ox0 + 6u, co0 + 4u, a6_1);
+    store(row, ox0 + 7u, co0 + 0u, a7_0);
+    store(row, ox0 + 7u, co0 + 4u, a7_1);
 }

@@ -107,7 +107,7 @@ pub struct StageReport {
 /// The adapter's measured ceilings.
 #[derive(Clone, Debug, Serialize)]
 pub struct PeakReport {
-    /// Best GFLOP/s of a 1024^3 GEMM (median of the timed runs).
+    /// GFLOP/s of a 1024^3 GEMM (best of the timed runs).
     pub gemm_gflops: f64,
     /// The GEMM variant that reached it.
     pub gemm_variant: String,
@@ -430,8 +430,8 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
 }
 
 /// Measures the adapter's ceilings: a 1024^3 GEMM (a Dense layer of 1024
-/// units on 1024 rows of 1024 features, median of 3 after a warm-up), and a
-/// 64 MiB buffer-to-buffer copy.
+/// units on 1024 rows of 1024 features, best of 5 after a warm-up), and a
+/// 64 MiB buffer-to-buffer copy (median of 3 after a warm-up).
 pub fn measure_peak(context: &ContextOptions) -> Result<PeakReport> {
     const N: usize = 1024;
     let mut model = ModelBuilder::new("gemm_1024", None, &[N])
@@ -448,13 +448,14 @@ pub fn measure_peak(context: &ContextOptions) -> Result<PeakReport> {
     let ctx = Context::new(context)?;
     let mut gm = GpuModel::new(Arc::clone(&ctx), &model)?;
     gm.forward(&x, &RunOptions::default())?;
-    let mut times = Vec::new();
-    for _ in 0..3 {
+    // A ceiling: the best of 5 runs (the least disturbed by other work).
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
         let t0 = Instant::now();
         gm.forward(&x, &RunOptions::default())?;
-        times.push(t0.elapsed().as_secs_f64());
+        best = best.min(t0.elapsed().as_secs_f64());
     }
-    let gemm_gflops = 2.0 * (N * N * N) as f64 / median(times).max(1e-9) / 1e9;
+    let gemm_gflops = 2.0 * (N * N * N) as f64 / best.max(1e-9) / 1e9;
     let copy_gbps = measure_copy(&ctx)?;
     Ok(PeakReport { gemm_gflops, gemm_variant: "split-K (textures)".into(), copy_gbps })
 }

@@ -354,15 +354,15 @@ fn dense_with_64_mib_kernel_matches_reference() {
     }
 }
 
-/// The texture convolution (Cout a multiple of 4) with strides, 'same'
-/// padding, dilation, a spare channel quad (Cout = 12 < 16) and rows whose
-/// width is not a multiple of its 8-pixel segments.
+/// The texture convolution (Cout a multiple of 4), both entries (16 and 8
+/// channels per invocation), with strides, 'same' padding, dilation, a spare
+/// channel quad (Cout = 12) and rows not a multiple of 8 pixels wide.
 #[test]
 fn texture_conv_with_strides_padding_and_dilation_matches_reference() {
     let mut model = ModelBuilder::new("conv_tex", None, &[13, 11, 5])
         .layer(conv(12, (4, 4), (2, 2), (1, 1), Padding::Same, Activation::Tanh))
         .layer(conv(8, (3, 3), (1, 1), (2, 2), Padding::Same, Activation::Relu))
-        .layer(conv(4, (2, 3), (1, 2), (1, 1), Padding::Valid, Activation::Linear))
+        .layer(conv(16, (2, 3), (1, 2), (1, 1), Padding::Valid, Activation::Linear))
         .build()
         .unwrap();
     randomize(&mut model, 31);

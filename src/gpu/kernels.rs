@@ -41,7 +41,8 @@ pub struct ConvParams {
 }
 
 /// `ConvParams` of `shaders/conv2d_texture.wgsl`: those of `conv2d.wgsl`
-/// (with `co_blocks` = ceil(cout / 16)), then the pixel segments per row.
+/// (with `co_blocks` = ceil(cout / channels per invocation)), then the pixel
+/// segments per row.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct ConvTexParams {

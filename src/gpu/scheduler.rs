@@ -348,8 +348,8 @@ impl GpuModel {
     /// K and N multiples of 4 and K >= 1024 (long enough for slices to pay),
     /// or any K with the split-K variant forced.
     fn gemm_uses_textures(&self, k: usize, n: usize) -> bool {
-        k % 4 == 0
-            && n % 4 == 0
+        k.is_multiple_of(4)
+            && n.is_multiple_of(4)
             && n > 0
             && (k >= 1024 || self.ctx.matmul_variant() == MatmulVariant::SplitK)
     }
@@ -442,8 +442,8 @@ impl GpuModel {
                     wanted.push((Shader::Masking, "timestep_mask"));
                     wanted.push((Shader::Masking, "apply_mask"));
                 }
-                LayerKind::Conv2D(_) if conv_uses_textures(&layer.kind) => {
-                    wanted.push((Shader::Conv2DTexture, "main"))
+                LayerKind::Conv2D(c) if conv_uses_textures(&layer.kind) => {
+                    wanted.push((Shader::Conv2DTexture, conv_texture_entry(c.filters).0))
                 }
                 LayerKind::Conv2D(_) => wanted.push((Shader::Conv2D, "main")),
                 LayerKind::Pool2D(_) => wanted.push((Shader::Pool2D, "main")),
@@ -711,7 +711,18 @@ fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
 /// True when a Conv2D runs `conv2d_texture.wgsl` (output channels a
 /// multiple of 4); `conv2d.wgsl` otherwise.
 fn conv_uses_textures(kind: &LayerKind) -> bool {
-    matches!(kind, LayerKind::Conv2D(c) if c.filters % 4 == 0)
+    matches!(kind, LayerKind::Conv2D(c) if c.filters.is_multiple_of(4))
+}
+
+/// The entry of `conv2d_texture.wgsl` for `filters` output channels and its
+/// channels per invocation: 16 when they divide `filters`, else 8 (fewer
+/// idle channels for Cout = 8, 24, ...).
+fn conv_texture_entry(filters: usize) -> (&'static str, usize) {
+    if filters.is_multiple_of(16) {
+        ("main", 16)
+    } else {
+        ("main8", 8)
+    }
 }
 
 /// A texture `width x rows` (rgba32float or r32float) that compute kernels read with
@@ -1131,9 +1142,10 @@ impl Planner<'_> {
                     let tex = conv_uses_textures(&layer.kind);
                     // Buffer variant: one workgroup per (output row, block of
                     // conv_wg channels). Texture variant: one invocation per
-                    // (output row, segment of 8 pixels, block of 16 channels).
+                    // (output row, segment of 8 pixels, block of 16 or 8 channels).
+                    let (entry, block) = conv_texture_entry(c.filters);
                     let (co_blocks, segs) = if tex {
-                        (c.filters.div_ceil(16), ow.div_ceil(8))
+                        (c.filters.div_ceil(block), ow.div_ceil(8))
                     } else {
                         (c.filters.div_ceil(self.model.conv_wg as usize), 1)
                     };
@@ -1182,7 +1194,7 @@ impl Planner<'_> {
                         self.op(
                             stage,
                             Shader::Conv2DTexture,
-                            "main",
+                            entry,
                             vec![
                                 (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
                                 (1, Res::VirtualTex(x_tex)),
