@@ -26,12 +26,12 @@
 //   4: storage read_write c    [M, N / 4] vec4 (reduce)
 //   5: storage read_write part [slices, M, N / 4] vec4 partial sums
 //
-// `partial` grid: (ceil(N / (4 TILE_QUADS) / WG), ceil(M / TILE_ROWS), slices
-// in this chunk) workgroups of WG invocations; invocation lid of workgroup
-// (x, y, z) computes column quads TILE_QUADS * (x * WG + lid) .. + TILE_QUADS
-// of rows TILE_ROWS * y .. + TILE_ROWS over the
-// chunk rows [z * slice_len, + slice_len) (clipped to the chunk), writing
-// partial slice slice_base + z. Rows and columns past the edges are clamped
+// `partial` grid: (ceil(G * ceil(M / TILE_ROWS) / WG), 1, slices in this
+// chunk) workgroups of WG invocations, G = ceil(N / (4 TILE_QUADS)) column
+// groups; invocation i = x * WG + lid of workgroup (x, 1, z) computes column
+// quads TILE_QUADS * (i % G) .. + TILE_QUADS of rows TILE_ROWS * (i / G) ..
+// + TILE_ROWS over the chunk rows [z * slice_len, + slice_len) (clipped to
+// the chunk), writing partial slice slice_base + z. Rows and columns past the edges are clamped
 // while loading and skipped when storing.
 // `reduce` grid: flat over M * N / 4 invocations (flat_index with groups_x).
 
@@ -87,13 +87,18 @@ fn store_quad(slice: u32, row: u32, q: u32, v: vec4<f32>) {
 fn partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let nq = p.n / 4u;
     let lq = p.lda / 4u;
-    // Column quads of this invocation (clamped: spare invocations load in bounds).
-    let qb = (wid.x * WG + lid.x) * TILE_QUADS;
+    // Invocations run over (column group, row block), column groups fastest,
+    // so that no lane idles when N is narrow. Spare invocations load clamped
+    // rows and columns in bounds and store nothing.
+    let col_groups = (nq + TILE_QUADS - 1u) / TILE_QUADS;
+    let inv = wid.x * WG + lid.x;
+    let rb = inv / col_groups;
+    let qb = (inv - rb * col_groups) * TILE_QUADS;
     let q0 = min(qb + 0u, nq - 1u);
     let q1 = min(qb + 1u, nq - 1u);
     let q2 = min(qb + 2u, nq - 1u);
     let q3 = min(qb + 3u, nq - 1u);
-    let row0 = wid.y * TILE_ROWS;
+    let row0 = rb * TILE_ROWS;
     let k_start = wid.z * p.slice_len;
     let k_end = min(k_start + p.slice_len, p.k_len);
     let steps = (k_end - k_start) / 4u;

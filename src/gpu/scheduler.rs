@@ -1026,8 +1026,9 @@ impl Planner<'_> {
             groups_x: 0,
             tex_shift: model.tex_shift,
         };
-        let gx = n.div_ceil(4 * SPLITK_QUADS).div_ceil(wg) as u32;
-        let gy = m.div_ceil(SPLITK_ROWS) as u32;
+        let col_groups = n.div_ceil(4 * SPLITK_QUADS);
+        let gx = (col_groups * m.div_ceil(SPLITK_ROWS)).div_ceil(wg) as u32;
+        let gy = 1;
         let mut slice_base = 0;
         for (ci, (k_offset, k_len)) in ranges.iter().copied().enumerate() {
             let here = (k_len as usize).div_ceil(slice_len);
