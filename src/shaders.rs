@@ -21,11 +21,12 @@ pub enum Shader {
     MatmulSplitK,
     Softmax,
     LstmRecurrence,
+    LstmRecurrenceTexture,
 }
 
 impl Shader {
     /// Every kernel module.
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Masking,
         Shader::Conv2D,
         Shader::Conv2DTexture,
@@ -36,6 +37,7 @@ impl Shader {
         Shader::MatmulSplitK,
         Shader::Softmax,
         Shader::LstmRecurrence,
+        Shader::LstmRecurrenceTexture,
     ];
 
     /// The file stem in `shaders/`, also the module's label.
@@ -51,6 +53,7 @@ impl Shader {
             Shader::MatmulSplitK => "matmul_splitk",
             Shader::Softmax => "softmax",
             Shader::LstmRecurrence => "lstm_recurrence",
+            Shader::LstmRecurrenceTexture => "lstm_recurrence_texture",
         }
     }
 
@@ -66,6 +69,9 @@ impl Shader {
             Shader::MatmulSplitK => include_str!("../shaders/matmul_splitk.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::LstmRecurrence => include_str!("../shaders/lstm_recurrence.wgsl"),
+            Shader::LstmRecurrenceTexture => {
+                include_str!("../shaders/lstm_recurrence_texture.wgsl")
+            }
         }
     }
 

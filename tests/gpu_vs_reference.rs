@@ -195,12 +195,17 @@ fn batch_one_and_single_timestep_match_reference() {
 #[test]
 fn lstm_options_match_reference() {
     // zero_output_for_mask, other activations, no bias, a TimeDistributed
-    // Dense head, and units that are not multiples of the workgroup size.
-    for (zero, act, rec, bias) in [
+    // Dense head, and units that are not multiples of the workgroup size:
+    // 67 and 13 run lstm_recurrence.wgsl, 68 and 12 (multiples of 4)
+    // lstm_recurrence_texture.wgsl.
+    for ((zero, act, rec, bias), (u1, u2)) in [
         (true, Activation::Tanh, Activation::Sigmoid, true),
         (false, Activation::Relu, Activation::HardSigmoid, false),
         (true, Activation::Softsign, Activation::Sigmoid, true),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|opts| [(opts, (67, 13)), (opts, (68, 12))])
+    {
         let l = |units, seq| {
             LayerKind::Lstm(Lstm {
                 units,
@@ -213,8 +218,8 @@ fn lstm_options_match_reference() {
         };
         let mut model = ModelBuilder::new("lstm_opts", None, &[11])
             .layer(LayerKind::Masking { mask_value: -1.0 })
-            .layer(l(67, true))
-            .layer(l(13, false))
+            .layer(l(u1, true))
+            .layer(l(u2, false))
             .layer(dense(3, Activation::Sigmoid))
             .build()
             .unwrap();

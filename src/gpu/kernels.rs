@@ -160,6 +160,21 @@ pub struct LstmParams {
     pub _pad: u32,
 }
 
+/// `LstmTexParams` of `shaders/lstm_recurrence_texture.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct LstmTexParams {
+    pub batch: u32,
+    pub steps: u32,
+    pub units: u32,
+    pub act: u32,
+    pub rec_act: u32,
+    pub zero_output_for_mask: u32,
+    pub write_seq: u32,
+    /// log2 of the recurrent kernel texture's width in texels.
+    pub tex_shift: u32,
+}
+
 // The WGSL structs hold only 4-byte scalars, so their sizes are 4 x fields.
 const _: () = assert!(std::mem::size_of::<MaskParams>() == 16);
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
@@ -170,3 +185,4 @@ const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);
+const _: () = assert!(std::mem::size_of::<LstmTexParams>() == 32);

@@ -62,6 +62,9 @@ struct LayerWeights {
     /// The kernel of a split-K GEMM as rgba32float textures, split likewise;
     /// when present, `kernel` is empty.
     kernel_tex: Vec<TexChunk>,
+    /// The LSTM recurrent kernel as a texture (`lstm_recurrence_texture.wgsl`);
+    /// when present, `recurrent` is `None`.
+    recurrent_tex: Option<TexChunk>,
     recurrent: Option<wgpu::Buffer>,
     bias: Option<wgpu::Buffer>,
 }
@@ -117,6 +120,10 @@ enum Res {
     WeightTex {
         layer: usize,
         chunk: usize,
+    },
+    /// An LSTM's recurrent kernel texture.
+    RecurrentTex {
+        layer: usize,
     },
     /// A texture copy of a virtual buffer (index into `Planner::vtex`).
     VirtualTex(usize),
@@ -287,7 +294,8 @@ impl GpuModel {
         let limit = self.ctx.binding_limit();
         if is_gemm && self.gemm_uses_textures(kshape[0], kshape[1]) {
             let (k, n) = (kshape[0], kshape[1]);
-            self.upload_texture_chunks(&layer.name, kernel.data(), (k, n), &mut w)?;
+            let label = format!("{}/kernel", layer.name);
+            self.upload_texture_chunks(&label, kernel.data(), (k, n), &mut w.kernel_tex)?;
         } else if is_gemm {
             // Split [K, N] into row chunks that each fit one binding.
             let (k, n) = (kshape[0], kshape[1]);
@@ -319,7 +327,9 @@ impl GpuModel {
             }
         } else if conv_uses_textures(&layer.kind) {
             let taps = kernel.data().len() / kshape[3].max(1);
-            self.upload_texture_chunks(&layer.name, kernel.data(), (taps, kshape[3]), &mut w)?;
+            let label = format!("{}/kernel", layer.name);
+            let out = &mut w.kernel_tex;
+            self.upload_texture_chunks(&label, kernel.data(), (taps, kshape[3]), out)?;
             if w.kernel_tex.len() != 1 {
                 return Err(Error::LimitExceeded {
                     what: format!("{}/kernel {:?} as one texture", layer.name, kshape),
@@ -335,7 +345,22 @@ impl GpuModel {
         }
         if let Some(r) = model.weight(index, "recurrent_kernel") {
             let label = format!("{}/recurrent_kernel", layer.name);
-            w.recurrent = Some(self.storage_checked(&label, bytemuck::cast_slice(r.data()))?);
+            if lstm_uses_textures(&layer.kind) {
+                let (u, n) = (r.shape()[0], r.shape()[1]);
+                let mut out = Vec::new();
+                self.upload_texture_chunks(&label, r.data(), (u, n), &mut out)?;
+                if out.len() != 1 {
+                    return Err(Error::LimitExceeded {
+                        what: format!("{label} [{u}, {n}] as one texture"),
+                        limit: "max_storage_buffer_binding_size".into(),
+                        needed: (u * n) as u64 * F32,
+                        allowed: limit,
+                    });
+                }
+                w.recurrent_tex = out.pop();
+            } else {
+                w.recurrent = Some(self.storage_checked(&label, bytemuck::cast_slice(r.data()))?);
+            }
         }
         if let Some(b) = model.weight(index, "bias") {
             let label = format!("{}/bias", layer.name);
@@ -361,7 +386,7 @@ impl GpuModel {
         name: &str,
         data: &[f32],
         (k, n): (usize, usize),
-        w: &mut LayerWeights,
+        out: &mut Vec<TexChunk>,
     ) -> Result<()> {
         let width = 1usize << self.tex_shift;
         let max_rows = self.ctx.limits().max_texture_dimension_2d as usize;
@@ -372,7 +397,7 @@ impl GpuModel {
         let rows_per_chunk = if cap >= k { k } else { cap / 4 * 4 };
         if rows_per_chunk == 0 {
             return Err(Error::LimitExceeded {
-                what: format!("four rows of {name}/kernel ({n} columns) in one texture"),
+                what: format!("four rows of {name} ({n} columns) in one texture"),
                 limit: "max_texture_dimension_2d and max_storage_buffer_binding_size".into(),
                 needed: 4 * n as u64 * F32,
                 allowed: self.ctx.binding_limit(),
@@ -385,7 +410,7 @@ impl GpuModel {
             let rows = texels.div_ceil(width);
             let mut padded = vec![0f32; rows * width * 4];
             padded[..len * n].copy_from_slice(&data[start * n..(start + len) * n]);
-            let label = format!("{name}/kernel[{start}..{}] texture", start + len);
+            let label = format!("{name}[{start}..{}] texture", start + len);
             let bytes = padded.len() as u64 * F32;
             self.weight_bytes += bytes;
             let (device, queue) = (&self.ctx.device, &self.ctx.queue);
@@ -398,10 +423,10 @@ impl GpuModel {
                 )
             })?;
             let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-            w.kernel_tex.push(TexChunk { view, k_offset: start as u32, k_len: len as u32 });
+            out.push(TexChunk { view, k_offset: start as u32, k_len: len as u32 });
             start += len;
         }
-        log::debug!("{name}/kernel uploaded as {} texture chunk(s)", w.kernel_tex.len());
+        log::debug!("{name} uploaded as {} texture chunk(s)", out.len());
         Ok(())
     }
 
@@ -459,10 +484,14 @@ impl GpuModel {
                     }
                 }
                 LayerKind::Lstm(_) => {
+                    wanted.push(if lstm_uses_textures(&layer.kind) {
+                        (Shader::LstmRecurrenceTexture, "main")
+                    } else {
+                        (Shader::LstmRecurrence, "main")
+                    });
                     wanted.push((matmul, "main"));
                     wanted.push((Shader::MatmulSplitK, "partial"));
                     wanted.push((Shader::MatmulSplitK, "reduce"));
-                    wanted.push((Shader::LstmRecurrence, "main"));
                 }
                 LayerKind::Flatten | LayerKind::Reshape { .. } => {}
             }
@@ -712,6 +741,12 @@ fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
 /// multiple of 4); `conv2d.wgsl` otherwise.
 fn conv_uses_textures(kind: &LayerKind) -> bool {
     matches!(kind, LayerKind::Conv2D(c) if c.filters.is_multiple_of(4))
+}
+
+/// True when an LSTM's recurrence runs `lstm_recurrence_texture.wgsl`
+/// (units a multiple of 4); `lstm_recurrence.wgsl` otherwise.
+fn lstm_uses_textures(kind: &LayerKind) -> bool {
+    matches!(kind, LayerKind::Lstm(l) if l.units.is_multiple_of(4))
 }
 
 /// The entry of `conv2d_texture.wgsl` for `filters` output channels and its
@@ -1352,14 +1387,33 @@ impl Planner<'_> {
                         _pad: 0,
                     };
                     let mask_res = mask.map_or(Res::Ones, Res::Virtual);
+                    let tex = lstm_uses_textures(&layer.kind);
+                    let (shader, uniform, recurrent) = if tex {
+                        let p = LstmTexParams {
+                            batch: params.batch,
+                            steps: params.steps,
+                            units: params.units,
+                            act: params.act,
+                            rec_act: params.rec_act,
+                            zero_output_for_mask: params.zero_output_for_mask,
+                            write_seq: params.write_seq,
+                            tex_shift: self.model.tex_shift,
+                        };
+                        let bytes = bytemuck::bytes_of(&p).to_vec();
+                        (Shader::LstmRecurrenceTexture, bytes, Res::RecurrentTex { layer: li })
+                    } else {
+                        let bytes = bytemuck::bytes_of(&params).to_vec();
+                        let r = Res::Weight { layer: li, part: WeightPart::Recurrent };
+                        (Shader::LstmRecurrence, bytes, r)
+                    };
                     self.op(
                         rec,
-                        Shader::LstmRecurrence,
+                        shader,
                         "main",
                         vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (0, Res::Uniform(uniform)),
                             (1, Res::Virtual(xproj)),
-                            (2, Res::Weight { layer: li, part: WeightPart::Recurrent }),
+                            (2, recurrent),
                             (3, mask_res),
                             (4, Res::Virtual(state)),
                             (5, Res::Virtual(seq)),
@@ -1574,6 +1628,9 @@ impl Planner<'_> {
                     Res::WeightTex { layer, chunk } => {
                         model.weights[*layer].kernel_tex.get(*chunk).map(|c| &c.view)
                     }
+                    Res::RecurrentTex { layer } => {
+                        model.weights[*layer].recurrent_tex.as_ref().map(|c| &c.view)
+                    }
                     _ => None,
                 };
                 if let Some(view) = view {
@@ -1591,7 +1648,7 @@ impl Planner<'_> {
                     Res::Virtual(v) => &buffers[assign[*v]],
                     Res::Dummy => &model.dummy,
                     Res::Ones => &ones,
-                    Res::VirtualTex(_) | Res::WeightTex { .. } => {
+                    Res::VirtualTex(_) | Res::WeightTex { .. } | Res::RecurrentTex { .. } => {
                         return Err(Error::Validation {
                             label: label.clone(),
                             message: "texture binding missing".into(),
