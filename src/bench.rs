@@ -5,11 +5,12 @@
 //! creation included) to the end of the first forward (which plans buffers
 //! and bind groups for the shape). Then `iters` plain forwards (one
 //! submission each, the clock stopping after the read-back, so after the GPU
-//! finished) give the median total. Per-stage times come from
-//! [`GpuModel::forward_profiled`]: each stage submitted on its own and
-//! waited for, wall time; the median over `iters` runs. Timestamp queries are
-//! not used (software adapters lack them), so stage times include one
-//! submission and wait each, and their sum exceeds the plain total.
+//! finished) give the median total. Per-stage times: where the device has
+//! timestamp queries, the GPU time of each stage in those plain forwards;
+//! elsewhere (software adapters such as lavapipe) the fallback,
+//! [`GpuModel::forward_profiled`], which submits each stage on its own and
+//! waits for it (wall time, so one submission and wait each: their sum
+//! exceeds the plain total). Medians over `iters` runs.
 //! Stage GFLOP/s and GB/s come from the stage's FLOP count (multiply-add = 2)
 //! and the bytes it must read and write at least once ([`StageTiming`]).
 //!
@@ -387,16 +388,21 @@ pub fn run_bench(opts: &BenchOptions) -> Result<BenchReport> {
             gm.forward(&x, &plain)?;
             let first_call_ms = ms(started.elapsed());
             let mut totals = Vec::new();
-            for _ in 0..opts.iters {
-                let t0 = Instant::now();
-                gm.forward(&x, &plain)?;
-                totals.push(ms(t0.elapsed()));
-            }
-            // One untimed profiled run plans its shape (the same key as plain).
-            gm.forward_profiled(&x, &plain)?;
             let mut runs = Vec::new();
             for _ in 0..opts.iters {
-                runs.push(gm.forward_profiled(&x, &plain)?.timings);
+                let t0 = Instant::now();
+                let f = gm.forward(&x, &plain)?;
+                totals.push(ms(t0.elapsed()));
+                runs.push(f.timings);
+            }
+            // With timestamp queries the plain forwards carry GPU time per
+            // stage; otherwise profiled forwards time each stage's submission.
+            let per_stage = runs.first().is_some_and(|t| t.len() > 1);
+            if !per_stage {
+                runs.clear();
+                for _ in 0..opts.iters {
+                    runs.push(gm.forward_profiled(&x, &plain)?.timings);
+                }
             }
             let mut stages = stage_medians(&runs);
             let peak = if opts.peak { Some(measure_peak(&opts.context)?) } else { None };

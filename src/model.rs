@@ -133,6 +133,48 @@ pub struct Conv2D {
     pub use_bias: bool,
 }
 
+impl Conv2D {
+    /// `filters` kernels of `kernel` = `(kh, kw)`, with Keras's defaults:
+    /// stride 1, no dilation, 'valid' padding, linear activation, a bias.
+    pub fn new(filters: usize, kernel: (usize, usize)) -> Self {
+        Conv2D {
+            filters,
+            kernel,
+            strides: (1, 1),
+            dilation: (1, 1),
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+        }
+    }
+
+    /// With this activation.
+    pub fn activation(self, activation: Activation) -> Self {
+        Conv2D { activation, ..self }
+    }
+
+    /// With this padding.
+    pub fn padding(self, padding: Padding) -> Self {
+        Conv2D { padding, ..self }
+    }
+
+    /// With these strides `(sh, sw)`.
+    pub fn strides(self, strides: (usize, usize)) -> Self {
+        Conv2D { strides, ..self }
+    }
+
+    /// With this dilation `(dh, dw)`.
+    pub fn dilation(self, dilation: (usize, usize)) -> Self {
+        Conv2D { dilation, ..self }
+    }
+}
+
+impl From<Conv2D> for LayerKind {
+    fn from(c: Conv2D) -> Self {
+        LayerKind::Conv2D(c)
+    }
+}
+
 /// Max or average pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
@@ -167,6 +209,24 @@ pub struct Dense {
     pub use_bias: bool,
 }
 
+impl Dense {
+    /// `units` outputs with Keras's defaults: linear activation, a bias.
+    pub fn new(units: usize) -> Self {
+        Dense { units, activation: Activation::Linear, use_bias: true }
+    }
+
+    /// With this activation.
+    pub fn activation(self, activation: Activation) -> Self {
+        Dense { activation, ..self }
+    }
+}
+
+impl From<Dense> for LayerKind {
+    fn from(d: Dense) -> Self {
+        LayerKind::Dense(d)
+    }
+}
+
 /// `LSTM` with Keras's gate order i, f, c, o and a single bias.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lstm {
@@ -179,6 +239,32 @@ pub struct Lstm {
     /// Gate activation (Keras `recurrent_activation`, default sigmoid).
     pub recurrent_activation: Activation,
     pub use_bias: bool,
+}
+
+impl Lstm {
+    /// `units` cells with Keras's defaults: tanh and sigmoid, a bias, only
+    /// the last output returned, masked steps repeating the previous output.
+    pub fn new(units: usize) -> Self {
+        Lstm {
+            units,
+            return_sequences: false,
+            zero_output_for_mask: false,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::Sigmoid,
+            use_bias: true,
+        }
+    }
+
+    /// Returning the output of every step (`return_sequences`).
+    pub fn sequences(self, return_sequences: bool) -> Self {
+        Lstm { return_sequences, ..self }
+    }
+}
+
+impl From<Lstm> for LayerKind {
+    fn from(l: Lstm) -> Self {
+        LayerKind::Lstm(l)
+    }
 }
 
 /// What a layer computes.
@@ -322,7 +408,8 @@ impl ModelBuilder {
     }
 
     /// Appends a layer; names default to Keras's (`conv2d`, `conv2d_1`, ...).
-    pub fn layer(mut self, kind: LayerKind) -> Self {
+    pub fn layer(mut self, kind: impl Into<LayerKind>) -> Self {
+        let kind = kind.into();
         let base = default_name(&kind);
         let n = self.layers.iter().filter(|l| default_name(&l.kind) == base).count();
         let name = if n == 0 { base.to_string() } else { format!("{base}_{n}") };
@@ -348,7 +435,14 @@ impl ModelBuilder {
                     .collect()
             })
             .collect();
-        Ok(Model { name: self.name, input: self.input, layers: self.layers, infos, weights })
+        Ok(Model {
+            name: self.name,
+            input: self.input,
+            layers: self.layers,
+            infos,
+            weights,
+            training_unsupported: Vec::new(),
+        })
     }
 }
 
@@ -378,9 +472,39 @@ pub struct Model {
     /// Per layer, `(variable name, tensor)` in Keras order (kernel,
     /// [recurrent_kernel,] bias).
     weights: Vec<Vec<(String, Tensor)>>,
+    /// Why training mode cannot run (options that act only in training).
+    training_unsupported: Vec<String>,
 }
 
 impl Model {
+    /// Marks training mode as unsupported for this model, with the reason
+    /// (an option that acts only in training, such as LSTM dropout).
+    pub fn forbid_training(&mut self, reason: impl Into<String>) {
+        self.training_unsupported.push(reason.into());
+    }
+
+    /// Fails with [`Error::Unsupported`] when `training` is requested but
+    /// the model cannot train.
+    pub fn check_training(&self, training: bool) -> Result<()> {
+        match self.training_unsupported.first() {
+            Some(reason) if training => Err(Error::Unsupported(format!("training mode: {reason}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The same model with every weight emptied, for holders that need its
+    /// structure but not its (possibly large) weights.
+    pub fn without_weights(&self) -> Model {
+        Model {
+            name: self.name.clone(),
+            input: self.input.clone(),
+            layers: self.layers.clone(),
+            infos: self.infos.clone(),
+            weights: self.weights.iter().map(|_| Vec::new()).collect(),
+            training_unsupported: self.training_unsupported.clone(),
+        }
+    }
+
     /// The model's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -8,24 +8,9 @@ use cnn_lstm::*;
 
 fn model() -> Model {
     ModelBuilder::new("m", None, &[8, 8, 3])
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 2,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
+        .layer(Conv2D::new(2, (3, 3)).activation(Activation::Relu))
         .layer(LayerKind::Flatten)
-        .layer(LayerKind::Lstm(Lstm {
-            units: 3,
-            return_sequences: false,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        }))
+        .layer(Lstm::new(3))
         .build()
         .unwrap()
 }

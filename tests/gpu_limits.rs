@@ -66,25 +66,10 @@ fn tensors_beyond_one_binding_are_split_and_match_reference() {
     // keep their sample indices across slices.
     let mut model = ModelBuilder::new("split", None, &[24, 24, 3])
         .layer(LayerKind::Masking { mask_value: 0.0 })
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 8,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
+        .layer(Conv2D::new(8, (3, 3)).activation(Activation::Relu))
         .layer(LayerKind::SpatialDropout { rate: 0.25, mode: DropoutMode::PerTimestep })
         .layer(LayerKind::Flatten)
-        .layer(LayerKind::Lstm(Lstm {
-            units: 32,
-            return_sequences: false,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        }))
+        .layer(Lstm::new(32))
         .layer(LayerKind::Dense(Dense {
             units: 10,
             activation: Activation::Softmax,
@@ -146,15 +131,7 @@ fn a_frame_that_can_never_fit_is_refused_before_any_work() {
     // One 200 x 200 x 8 conv output is 1.28 MB, over a 1 MiB binding, even
     // for a single sample: nothing can be split further.
     let mut model = ModelBuilder::new("huge", None, &[202, 202, 1])
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 8,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
+        .layer(Conv2D::new(8, (3, 3)).activation(Activation::Relu))
         .build()
         .unwrap();
     random_weights(&mut model, 5);
@@ -180,24 +157,9 @@ fn runs_within_downlevel_default_limits() {
         ..wgpu::Limits::downlevel_defaults()
     };
     let mut model = ModelBuilder::new("small", None, &[10, 10, 2])
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 4,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Same,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
+        .layer(Conv2D::new(4, (3, 3)).padding(Padding::Same).activation(Activation::Relu))
         .layer(LayerKind::Flatten)
-        .layer(LayerKind::Lstm(Lstm {
-            units: 9,
-            return_sequences: false,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        }))
+        .layer(Lstm::new(9))
         .build()
         .unwrap();
     random_weights(&mut model, 6);

@@ -320,6 +320,16 @@ fn repeated_forward_reuses_the_plan_and_accepts_other_t() {
         let a = input(18, &[2, 3, 16, 16, 3]);
         let first = gm.forward(&a, &opts).unwrap();
         let bytes = gm.plan_bytes(2, 3).unwrap();
+        // Per-stage GPU times where the device has timestamp queries, and
+        // always the wall time of the whole pass.
+        let names: Vec<&str> = first.timings.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names.last(), Some(&"total"));
+        if gm.context().has_timestamps() {
+            let lstm = ["lstm/input_projection", "lstm/recurrence", "lstm_1/recurrence"];
+            for stage in ["conv2d", "dense"].iter().chain(&lstm) {
+                assert!(names.contains(stage), "{stage} missing from {names:?}");
+            }
+        }
         let b = input(19, &[2, 6, 16, 16, 3]);
         let other = gm.forward(&b, &opts).unwrap();
         let again = gm.forward(&a, &opts).unwrap();

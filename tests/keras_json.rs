@@ -201,8 +201,6 @@ fn refused_options_name_the_layer_and_option() {
         ("lstm", "stateful", json!(true), &["lstm", "stateful"]),
         ("lstm", "go_backwards", json!(true), &["lstm", "go_backwards"]),
         ("lstm", "return_state", json!(true), &["lstm", "return_state"]),
-        ("lstm", "dropout", json!(0.25), &["lstm", "dropout=0.25"]),
-        ("lstm", "recurrent_dropout", json!(0.1), &["lstm", "recurrent_dropout"]),
         ("lstm", "activation", json!("softmax"), &["lstm", "softmax"]),
         ("lstm", "activation", json!("gelu"), &["lstm", "gelu"]),
         ("dense", "dtype", json!("mixed_float16"), &["dense", "mixed_float16"]),
@@ -227,6 +225,25 @@ fn refused_options_name_the_layer_and_option() {
         let mut v = fixture_json("article_small");
         layer_mut(&mut v, "time_distributed")["config"]["layer"]["config"][key] = value;
         unsupported(load(&v), words);
+    }
+}
+
+#[test]
+fn lstm_dropout_loads_for_inference_and_refuses_training() {
+    // LSTM dropout acts only in training (Keras ignores it at inference),
+    // so the model loads and infers; a training-mode run names the option.
+    for (key, rate) in [("dropout", 0.25), ("recurrent_dropout", 0.1)] {
+        let mut v = fixture_json("article_small");
+        layer_mut(&mut v, "lstm")["config"][key] = json!(rate);
+        let model = load(&v).unwrap();
+        let x = cnn_lstm::Tensor::zeros(vec![1, 5, 16, 16, 3]);
+        let inference = cnn_lstm::RunOptions::default();
+        cnn_lstm::reference::forward(&model, &x, &inference).unwrap();
+        let training = cnn_lstm::RunOptions { training: true, ..Default::default() };
+        let err = cnn_lstm::reference::forward(&model, &x, &training).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, cnn_lstm::Error::Unsupported(_)), "{text}");
+        assert!(text.contains("lstm") && text.contains(&format!("{key}={rate}")), "{text}");
     }
 }
 

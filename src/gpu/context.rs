@@ -83,6 +83,10 @@ pub struct Context {
     features: wgpu::Features,
     matmul: MatmulVariant,
     faults: Arc<Mutex<Faults>>,
+    /// Serializes all work on the GL backend, whose single GL context wgpu
+    /// guards with a lock that panics after a timeout when several threads
+    /// contend for it (measured: parallel tests on llvmpipe GL).
+    gl_serial: Option<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -228,7 +232,8 @@ impl Context {
             limits.max_buffer_size,
             limits.max_compute_workgroups_per_dimension
         );
-        Ok(Arc::new(Context { device, queue, info, limits, features, matmul, faults }))
+        let gl_serial = (info.backend == wgpu::Backend::Gl).then(|| Mutex::new(()));
+        Ok(Arc::new(Context { device, queue, info, limits, features, matmul, faults, gl_serial }))
     }
 
     /// `name (backend, device type)` of the adapter.
@@ -302,6 +307,15 @@ impl Context {
 
     /// Runs `body` inside validation and out-of-memory error scopes and
     /// turns a captured error into an [`Error`] naming `label`.
+    /// Holds the GL serialization lock for the caller's whole operation; a
+    /// no-op on other backends.
+    pub(crate) fn exclusive(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        self.gl_serial.as_ref().map(|m| match m.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        })
+    }
+
     pub(crate) fn scoped<T>(&self, label: &str, bytes: u64, body: impl FnOnce() -> T) -> Result<T> {
         self.check_faults(label)?;
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);

@@ -53,6 +53,8 @@ pub struct GpuModel {
     /// log2 of the width in texels of every operand texture.
     tex_shift: u32,
     weight_bytes: u64,
+    /// The model with its weights dropped: layer facts and training checks.
+    checks: Model,
 }
 
 #[derive(Default)]
@@ -174,6 +176,15 @@ struct Plan {
     dropouts: Vec<(wgpu::Buffer, DropoutParams, usize)>,
     readbacks: Vec<Readback>,
     bytes: u64,
+    /// GPU time of each stage, where the device has timestamp queries.
+    timestamps: Option<Timestamps>,
+}
+
+/// Two timestamps per stage (start, end), resolved and read back with the outputs.
+struct Timestamps {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    staging: wgpu::Buffer,
 }
 
 enum Dispatch {
@@ -210,6 +221,8 @@ struct Planner<'a> {
 impl GpuModel {
     /// Uploads the weights and compiles every pipeline the model needs.
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
+        let guard_ctx = Arc::clone(&ctx);
+        let _serial = guard_ctx.exclusive();
         let limits = ctx.limits().clone();
         // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
         let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
@@ -248,6 +261,7 @@ impl GpuModel {
             conv_wg: conv_workgroup(&ctx, model, wg),
             tex_shift: (limits.max_texture_dimension_2d.clamp(1, 4096)).ilog2(),
             weight_bytes: 0,
+            checks: model.without_weights(),
         };
         for (index, layer) in model.layers().iter().enumerate() {
             let w = gm.upload_weights(model, index, layer)?;
@@ -589,7 +603,10 @@ impl GpuModel {
         opts: &RunOptions,
         profile: bool,
     ) -> Result<Forward> {
+        let ctx = Arc::clone(&self.ctx);
+        let _serial = ctx.exclusive();
         let (batch, steps) = check_input(&self.input, input.shape())?;
+        self.checks.check_training(opts.training)?;
         crate::tensor::check_finite("input", input)?;
         let masked = mask.is_some();
         let slice = self.batch_slice(batch, steps, opts, masked)?;
@@ -1703,7 +1720,32 @@ impl Planner<'_> {
             });
             readbacks.push(Readback { what, source: assign[v], bytes, staging });
         }
+        let timestamps = if ctx.has_timestamps() && !stages.is_empty() {
+            let count = 2 * stages.len() as u32;
+            let bytes = u64::from(count) * 8;
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("stage timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            });
+            let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stage timestamps resolved"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let staging = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("stage timestamps readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            Some(Timestamps { set, resolve, staging })
+        } else {
+            None
+        };
         Ok(Plan {
+            timestamps,
             buffers,
             textures,
             input: assign[input],
@@ -1744,47 +1786,62 @@ fn execute(
     }
 
     let mut timings = Vec::new();
-    let record = |encoder: &mut wgpu::CommandEncoder, stage: &(StageDesc, Vec<Dispatch>)| {
-        let mut rest = &stage.1[..];
-        while !rest.is_empty() {
-            // Dispatches up to the next copy share one compute pass.
-            let run = rest.iter().take_while(|d| matches!(d, Dispatch::Compute { .. })).count();
-            if run > 0 {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some(&stage.0.name),
-                    timestamp_writes: None,
-                });
-                for d in &rest[..run] {
-                    if let Dispatch::Compute { pipeline, bind_group, groups } = d {
-                        if let Some(p) = pipelines.get(pipeline) {
-                            pass.set_pipeline(p);
-                            pass.set_bind_group(0, bind_group, &[]);
-                            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    // Timestamps bracket each stage in the single-submission path: the
+    // beginning on its first compute pass, the end on its last (a stage is
+    // split into several passes around its buffer-to-texture copies).
+    let stamps = if profile { None } else { plan.timestamps.as_ref() };
+    let record =
+        |encoder: &mut wgpu::CommandEncoder, i: usize, stage: &(StageDesc, Vec<Dispatch>)| {
+            let mut rest = &stage.1[..];
+            let mut first = true;
+            while !rest.is_empty() {
+                // Dispatches up to the next copy share one compute pass.
+                let run = rest.iter().take_while(|d| matches!(d, Dispatch::Compute { .. })).count();
+                if run > 0 {
+                    let last = run == rest.len();
+                    let timestamp_writes = stamps.and_then(|t| {
+                        (first || last).then_some(wgpu::ComputePassTimestampWrites {
+                            query_set: &t.set,
+                            beginning_of_pass_write_index: first.then_some(2 * i as u32),
+                            end_of_pass_write_index: last.then_some(2 * i as u32 + 1),
+                        })
+                    });
+                    first = false;
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&stage.0.name),
+                        timestamp_writes,
+                    });
+                    for d in &rest[..run] {
+                        if let Dispatch::Compute { pipeline, bind_group, groups } = d {
+                            if let Some(p) = pipelines.get(pipeline) {
+                                pass.set_pipeline(p);
+                                pass.set_bind_group(0, bind_group, &[]);
+                                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                            }
                         }
                     }
                 }
-            }
-            if let Some(Dispatch::CopyToTexture { buffer, texture, width, row_bytes, rows }) =
-                rest.get(run)
-            {
-                encoder.copy_buffer_to_texture(
-                    wgpu::TexelCopyBufferInfo {
-                        buffer: &plan.buffers[*buffer],
-                        layout: wgpu::TexelCopyBufferLayout {
-                            offset: 0,
-                            bytes_per_row: Some(*row_bytes),
-                            rows_per_image: None,
+                if let Some(Dispatch::CopyToTexture { buffer, texture, width, row_bytes, rows }) =
+                    rest.get(run)
+                {
+                    encoder.copy_buffer_to_texture(
+                        wgpu::TexelCopyBufferInfo {
+                            buffer: &plan.buffers[*buffer],
+                            layout: wgpu::TexelCopyBufferLayout {
+                                offset: 0,
+                                bytes_per_row: Some(*row_bytes),
+                                rows_per_image: None,
+                            },
                         },
-                    },
-                    plan.textures[*texture].as_image_copy(),
-                    wgpu::Extent3d { width: *width, height: *rows, depth_or_array_layers: 1 },
-                );
-                rest = &rest[run + 1..];
-            } else {
-                rest = &rest[run..];
+                        plan.textures[*texture].as_image_copy(),
+                        wgpu::Extent3d { width: *width, height: *rows, depth_or_array_layers: 1 },
+                    );
+                    rest = &rest[run + 1..];
+                } else {
+                    rest = &rest[run..];
+                }
             }
-        }
-    };
+        };
     let new_encoder = |label: &str| {
         ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) })
     };
@@ -1794,11 +1851,11 @@ fn execute(
         }
     };
     if profile {
-        for stage in &plan.stages {
+        for (i, stage) in plan.stages.iter().enumerate() {
             let t0 = Instant::now();
             ctx.scoped(&stage.0.name, 0, || {
                 let mut encoder = new_encoder(&stage.0.name);
-                record(&mut encoder, stage);
+                record(&mut encoder, i, stage);
                 ctx.queue.submit([encoder.finish()]);
             })?;
             ctx.wait(&stage.0.name)?;
@@ -1810,14 +1867,33 @@ fn execute(
     } else {
         ctx.scoped("forward", 0, || {
             let mut encoder = new_encoder("forward");
-            for stage in &plan.stages {
-                record(&mut encoder, stage);
+            for (i, stage) in plan.stages.iter().enumerate() {
+                record(&mut encoder, i, stage);
             }
             copy_out(&mut encoder);
+            if let Some(t) = stamps {
+                encoder.resolve_query_set(&t.set, 0..2 * plan.stages.len() as u32, &t.resolve, 0);
+                encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.staging, 0, t.staging.size());
+            }
             ctx.queue.submit([encoder.finish()]);
         })?;
     }
-    let values = read_back(ctx, plan)?;
+    let mut staging: Vec<&wgpu::Buffer> = plan.readbacks.iter().map(|r| &r.staging).collect();
+    if let Some(t) = stamps {
+        staging.push(&t.staging);
+    }
+    let mut raw = read_back(ctx, &staging)?;
+    let stamp_bytes = if stamps.is_some() { raw.pop() } else { None };
+    if let Some(bytes) = stamp_bytes {
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
+        let period = f64::from(ctx.queue.get_timestamp_period());
+        for (i, stage) in plan.stages.iter().enumerate() {
+            let ns = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period;
+            timings.push(timing(&stage.0, Duration::from_nanos(ns as u64)));
+        }
+    }
+    let values: Vec<Vec<f32>> =
+        raw.iter().map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b)).collect();
     if !profile {
         timings.push(StageTiming {
             name: "total".into(),
@@ -1859,19 +1935,19 @@ fn to_tensor(shape: &[usize], mut data: Vec<f32>) -> Result<Tensor> {
     Tensor::new(shape.to_vec(), data)
 }
 
-/// Maps every staging buffer, waits once, copies the values out.
-fn read_back(ctx: &Context, plan: &Plan) -> Result<Vec<Vec<f32>>> {
+/// Maps every staging buffer, waits once, copies the bytes out.
+fn read_back(ctx: &Context, staging: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    for (i, r) in plan.readbacks.iter().enumerate() {
+    for (i, buffer) in staging.iter().enumerate() {
         let tx = tx.clone();
-        r.staging.slice(..).map_async(wgpu::MapMode::Read, move |res| {
+        buffer.slice(..).map_async(wgpu::MapMode::Read, move |res| {
             let _ = tx.send((i, res));
         });
     }
     drop(tx);
     ctx.wait("readback")?;
     let mut failed = None;
-    for _ in 0..plan.readbacks.len() {
+    for _ in 0..staging.len() {
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok((_, Ok(()))) => {}
             Ok((i, Err(e))) => failed = Some(format!("buffer {i}: {e}")),
@@ -1879,21 +1955,21 @@ fn read_back(ctx: &Context, plan: &Plan) -> Result<Vec<Vec<f32>>> {
         }
     }
     if let Some(message) = failed {
-        for r in &plan.readbacks {
-            r.staging.unmap();
+        for buffer in staging {
+            buffer.unmap();
         }
         ctx.check_faults("readback")?;
         return Err(Error::Map(message));
     }
-    let mut out = Vec::with_capacity(plan.readbacks.len());
-    for r in &plan.readbacks {
-        let values = {
+    let mut out = Vec::with_capacity(staging.len());
+    for buffer in staging {
+        let bytes = {
             let view =
-                r.staging.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+                buffer.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
+            view.to_vec()
         };
-        r.staging.unmap();
-        out.push(values);
+        buffer.unmap();
+        out.push(bytes);
     }
     Ok(out)
 }

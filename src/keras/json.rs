@@ -36,7 +36,7 @@ const SUPPORTED: &str = "InputLayer, Masking, TimeDistributed(Conv2D | MaxPoolin
 pub fn parse_model(text: &str, source: &str) -> Result<(Model, InnerNames)> {
     let root: Value = serde_json::from_str(text)
         .map_err(|e| Error::format(source, format!("not valid model JSON: {e}")))?;
-    let p = Parser { source };
+    let p = Parser { source, training_only: Default::default() };
     let class = p.str_field(&root, "class_name", "the model")?;
     let config = p.obj_field(&root, "config", "the model")?;
     let name = config.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
@@ -58,7 +58,11 @@ pub fn parse_model(text: &str, source: &str) -> Result<(Model, InnerNames)> {
         }
         builder = builder.named_layer(c.layer.name, c.layer.kind);
     }
-    Ok((builder.build()?, inner))
+    let mut model = builder.build()?;
+    for reason in p.training_only.take() {
+        model.forbid_training(reason);
+    }
+    Ok((model, inner))
 }
 
 /// One converted top-level layer.
@@ -70,6 +74,9 @@ struct Converted {
 
 struct Parser<'a> {
     source: &'a str,
+    /// Options that only matter in training mode, which cnn-lstm does not
+    /// implement: the model loads, and training-mode runs are refused.
+    training_only: std::cell::RefCell<Vec<String>>,
 }
 
 fn layer_name(v: &Value) -> &str {
@@ -831,12 +838,20 @@ impl Parser<'_> {
         }
         for key in ["dropout", "recurrent_dropout"] {
             let rate = self.f64_or(cfg, key, 0.0, name)?;
+            if !(0.0..1.0).contains(&rate) {
+                return Err(Error::format(
+                    self.source,
+                    format!("layer {name}: LSTM {key}={rate} must lie in [0, 1)"),
+                ));
+            }
             if rate != 0.0 {
-                return Err(Error::Unsupported(format!(
-                    "layer {name}: LSTM {key}={rate} is not supported (cnn-lstm has no \
-                     training-mode dropout inside the LSTM); set {key}=0.0, or use a Dropout \
-                     layer before the LSTM"
-                )));
+                // Inference ignores it, as Keras does; training would need
+                // dropout inside the recurrence, which cnn-lstm lacks.
+                self.training_only.borrow_mut().push(format!(
+                    "layer {name}: LSTM {key}={rate} acts only in training mode, and cnn-lstm has \
+                     no dropout inside the LSTM; run in inference mode, or set {key}=0.0 and use \
+                     a Dropout layer before the LSTM"
+                ));
             }
         }
         Ok(LayerKind::Lstm(Lstm {
