@@ -7,11 +7,24 @@
 //   3: storage read       bias   [Cout] f32 (ignored when has_bias = 0)
 //   4: storage read_write y      [N, OH, OW, Cout] f32
 //
-// Grid: one invocation per output element, flat index over N*OH*OW*Cout,
-// laid out over (groups_x, groups_y) workgroups of WG invocations.
-// One invocation computes y[n, oy, ox, co] = act(bias[co] +
-//   sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co]),
-// skipping taps that fall in the padding (Keras's 'same' zero padding).
+// Grid: one workgroup per (output row, block of WG output channels), flat
+// over (groups_x, groups_y) workgroups: workgroup f covers channel block
+// f % co_blocks of output row f / co_blocks (row = n * OH + oy). Invocation
+// lid computes channel co = block * WG + lid for every pixel of the row, PX
+// pixels at a time in registers:
+//   y[n, oy, ox, co] = act(bias[co] +
+//     sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co])
+// with taps in the padding contributing zero (Keras's 'same' zero padding).
+//
+// Why this shape: on CPU adapters (lavapipe) a load whose address is the
+// same for every invocation of a workgroup is one scalar load, while one
+// that differs per invocation is a gather. Here the input address depends
+// only on the workgroup (the row) and the loop counters, so input values
+// are broadcast; the kernel address differs per invocation but is loaded
+// once per tap and reused for PX pixels. On GPUs the kernel loads are
+// coalesced across invocations and the input loads are broadcasts.
+// Row segments whose taps all lie inside the frame take a path without
+// bounds checks; only segments touching the padding check each tap.
 
 struct ConvParams {
     n: u32,
@@ -32,11 +45,15 @@ struct ConvParams {
     act: u32,
     has_bias: u32,
     groups_x: u32,
-    _pad0: u32,
+    // ceil(cout / WG): channel blocks per output row.
+    co_blocks: u32,
     _pad1: u32,
 }
 
-override WG: u32 = 64u;
+// Output pixels per invocation held in registers.
+const PX: u32 = 8u;
+
+override WG: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -45,39 +62,91 @@ override WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = flat_index(gid, p.groups_x, WG);
-    let total = p.n * p.oh * p.ow * p.cout;
-    if (idx >= total) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let flat = wid.x + wid.y * p.groups_x;
+    let row = flat / p.co_blocks;
+    if (row >= p.n * p.oh) {
         return;
     }
-    let co = idx % p.cout;
-    let pix = idx / p.cout;
-    let ox = pix % p.ow;
-    let oy = (pix / p.ow) % p.oh;
-    let n = pix / (p.ow * p.oh);
+    let co_raw = (flat % p.co_blocks) * WG + lid.x;
+    let co_ok = co_raw < p.cout;
+    // Clamped so that the loads of spare invocations stay in bounds.
+    let co = min(co_raw, p.cout - 1u);
+    let oy = row % p.oh;
+    let n = row / p.oh;
 
-    var acc = 0.0;
-    for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
-        // Signed arithmetic: taps above or left of the frame are padding.
-        let iy = i32(oy * p.sh + ky * p.dh) - i32(p.pad_top);
-        if (iy < 0 || iy >= i32(p.h)) {
-            continue;
+    var b0 = 0.0;
+    if (p.has_bias != 0u) {
+        b0 = bias[co];
+    }
+    let cin = p.cin;
+    let cout = p.cout;
+    // Input step between neighbouring output pixels, and between kx taps.
+    let px_step = p.sw * cin;
+    let kx_step = p.dw * cin;
+    let frame = n * p.h;
+    // First output column whose taps lie right of the left padding, and the
+    // last + 1 whose taps end inside the frame.
+    let ox_lo = (p.pad_left + p.sw - 1u) / p.sw;
+    let reach = (p.kw - 1u) * p.dw;
+    var ox_hi = 0u;
+    if (p.w + p.pad_left >= reach + 1u) {
+        ox_hi = min((p.w + p.pad_left - reach - 1u) / p.sw + 1u, p.ow);
+    }
+
+    for (var ox0 = 0u; ox0 < p.ow; ox0 = ox0 + PX) {
+        var acc: array<f32, 8>;
+        for (var q = 0u; q < PX; q = q + 1u) {
+            acc[q] = b0;
         }
-        for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
-            let ix = i32(ox * p.sw + kx * p.dw) - i32(p.pad_left);
-            if (ix < 0 || ix >= i32(p.w)) {
+        let interior = ox0 >= ox_lo && ox0 + PX <= ox_hi;
+        for (var ky = 0u; ky < p.kh; ky = ky + 1u) {
+            // Signed arithmetic: taps above the frame are padding.
+            let iy = i32(oy * p.sh + ky * p.dh) - i32(p.pad_top);
+            if (iy < 0 || iy >= i32(p.h)) {
                 continue;
             }
-            let xbase = ((n * p.h + u32(iy)) * p.w + u32(ix)) * p.cin;
-            let kbase = ((ky * p.kw + kx) * p.cin) * p.cout + co;
-            for (var ci = 0u; ci < p.cin; ci = ci + 1u) {
-                acc = acc + x[xbase + ci] * kernel[kbase + ci * p.cout];
+            let xrow = (frame + u32(iy)) * p.w;
+            if (interior) {
+                // Every tap of these PX pixels is inside the frame.
+                var xb = (xrow + ox0 * p.sw - p.pad_left) * cin;
+                var kb = (ky * p.kw) * cin * cout + co;
+                for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+                    for (var ci = 0u; ci < cin; ci = ci + 1u) {
+                        let wv = kernel[kb + ci * cout];
+                        let xa = xb + ci;
+                        for (var q = 0u; q < PX; q = q + 1u) {
+                            acc[q] = acc[q] + x[xa + q * px_step] * wv;
+                        }
+                    }
+                    xb = xb + kx_step;
+                    kb = kb + cin * cout;
+                }
+            } else {
+                for (var kx = 0u; kx < p.kw; kx = kx + 1u) {
+                    let kb = ((ky * p.kw + kx) * cin) * cout + co;
+                    for (var q = 0u; q < PX; q = q + 1u) {
+                        let ix = i32((ox0 + q) * p.sw + kx * p.dw) - i32(p.pad_left);
+                        if (ix < 0 || ix >= i32(p.w)) {
+                            continue;
+                        }
+                        let xa = (xrow + u32(ix)) * cin;
+                        var s = 0.0;
+                        for (var ci = 0u; ci < cin; ci = ci + 1u) {
+                            s = s + x[xa + ci] * kernel[kb + ci * cout];
+                        }
+                        acc[q] = acc[q] + s;
+                    }
+                }
+            }
+        }
+        if (co_ok) {
+            let ybase = (row * p.ow + ox0) * cout + co;
+            for (var q = 0u; q < PX; q = q + 1u) {
+                if (ox0 + q < p.ow) {
+                    y[ybase + q * cout] = activate(acc[q], p.act);
+                }
             }
         }
     }
-    if (p.has_bias != 0u) {
-        acc = acc + bias[co];
-    }
-    y[idx] = activate(acc, p.act);
 }

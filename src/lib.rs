@@ -46,6 +46,7 @@
 //! [`Error::Unsupported`] or [`Error::LimitExceeded`], never a silent
 //! approximation.
 
+pub mod bench;
 pub mod digits;
 pub mod error;
 pub mod forward;

@@ -13,25 +13,31 @@ pub const COMMON: &str = include_str!("../shaders/common.wgsl");
 pub enum Shader {
     Masking,
     Conv2D,
+    Conv2DTexture,
     Pool2D,
     Dropout,
     MatmulRegister,
     MatmulTiled,
+    MatmulSplitK,
     Softmax,
     LstmRecurrence,
+    LstmRecurrenceTexture,
 }
 
 impl Shader {
     /// Every kernel module.
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Masking,
         Shader::Conv2D,
+        Shader::Conv2DTexture,
         Shader::Pool2D,
         Shader::Dropout,
         Shader::MatmulRegister,
         Shader::MatmulTiled,
+        Shader::MatmulSplitK,
         Shader::Softmax,
         Shader::LstmRecurrence,
+        Shader::LstmRecurrenceTexture,
     ];
 
     /// The file stem in `shaders/`, also the module's label.
@@ -39,12 +45,15 @@ impl Shader {
         match self {
             Shader::Masking => "masking",
             Shader::Conv2D => "conv2d",
+            Shader::Conv2DTexture => "conv2d_texture",
             Shader::Pool2D => "pool2d",
             Shader::Dropout => "dropout",
             Shader::MatmulRegister => "matmul_register",
             Shader::MatmulTiled => "matmul_tiled",
+            Shader::MatmulSplitK => "matmul_splitk",
             Shader::Softmax => "softmax",
             Shader::LstmRecurrence => "lstm_recurrence",
+            Shader::LstmRecurrenceTexture => "lstm_recurrence_texture",
         }
     }
 
@@ -52,12 +61,17 @@ impl Shader {
         match self {
             Shader::Masking => include_str!("../shaders/masking.wgsl"),
             Shader::Conv2D => include_str!("../shaders/conv2d.wgsl"),
+            Shader::Conv2DTexture => include_str!("../shaders/conv2d_texture.wgsl"),
             Shader::Pool2D => include_str!("../shaders/pool2d.wgsl"),
             Shader::Dropout => include_str!("../shaders/dropout.wgsl"),
             Shader::MatmulRegister => include_str!("../shaders/matmul_register.wgsl"),
             Shader::MatmulTiled => include_str!("../shaders/matmul_tiled.wgsl"),
+            Shader::MatmulSplitK => include_str!("../shaders/matmul_splitk.wgsl"),
             Shader::Softmax => include_str!("../shaders/softmax.wgsl"),
             Shader::LstmRecurrence => include_str!("../shaders/lstm_recurrence.wgsl"),
+            Shader::LstmRecurrenceTexture => {
+                include_str!("../shaders/lstm_recurrence_texture.wgsl")
+            }
         }
     }
 

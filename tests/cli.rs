@@ -531,9 +531,62 @@ fn bench_on_the_cpu_times_every_layer() {
     ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    for stage in ["conv2d", "lstm", "lstm_1", "dense", "forward pass (wall, mean)", "clips/s"] {
+    for stage in ["conv2d", "lstm", "lstm_1", "dense", "first call", "median"] {
         assert!(text.contains(stage), "{stage} missing from\n{text}");
     }
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let out = cnn_lstm(&[
+        "bench",
+        "--model",
+        "small",
+        "--device",
+        "cpu",
+        "--batch",
+        "2",
+        "--timesteps",
+        "3",
+        "--iters",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "adapter",
+        "backend",
+        "model",
+        "batch",
+        "timesteps",
+        "first_call_ms",
+        "median_ms",
+        "stages",
+        "gpu_bytes",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing from {v}");
+    }
+    assert_eq!(v["batch"], 2);
+    assert_eq!(v["timesteps"], 3);
+    assert_eq!(v["model"], "small");
+    // The small model's layers, in order, each with its three rates.
+    let names: Vec<&str> =
+        v["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names.first(), Some(&"conv2d"));
+    assert_eq!(names.last(), Some(&"dense"));
+    for s in v["stages"].as_array().unwrap() {
+        for key in ["ms", "gflops", "gbps"] {
+            assert!(s[key].as_f64().is_some_and(|x| x >= 0.0), "{key} in {s}");
+        }
+    }
+}
+
+#[test]
+fn bench_peak_on_the_cpu_is_refused_naming_the_option() {
+    let out = cnn_lstm(&["bench", "--device", "cpu", "--peak", "--iters", "1"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--peak"));
 }
 
 #[test]

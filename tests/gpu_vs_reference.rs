@@ -1,5 +1,5 @@
 //! Every kernel and whole models: GPU output against the CPU reference, on
-//! every adapter present and with both GEMM variants, layer by layer.
+//! every adapter present and with every GEMM variant, layer by layer.
 
 mod gpu_util;
 
@@ -50,7 +50,7 @@ fn check(model: &Model, x: &Tensor, opts: &RunOptions, tol: Tolerance) {
     let opts = RunOptions { capture_layers: true, ..opts.clone() };
     let want = reference::forward(model, x, &opts).unwrap();
     let mut ran = 0;
-    for variant in [MatmulVariant::Register, MatmulVariant::Tiled] {
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled, MatmulVariant::SplitK] {
         for ctx in gpu_util::contexts_with_matmul(variant) {
             let mut gm = GpuModel::new(ctx.clone(), model).unwrap();
             let got = gm.forward(x, &opts).unwrap();
@@ -195,12 +195,17 @@ fn batch_one_and_single_timestep_match_reference() {
 #[test]
 fn lstm_options_match_reference() {
     // zero_output_for_mask, other activations, no bias, a TimeDistributed
-    // Dense head, and units that are not multiples of the workgroup size.
-    for (zero, act, rec, bias) in [
+    // Dense head, and units that are not multiples of the workgroup size:
+    // 67 and 13 run lstm_recurrence.wgsl, 68 and 12 (multiples of 4)
+    // lstm_recurrence_texture.wgsl.
+    for ((zero, act, rec, bias), (u1, u2)) in [
         (true, Activation::Tanh, Activation::Sigmoid, true),
         (false, Activation::Relu, Activation::HardSigmoid, false),
         (true, Activation::Softsign, Activation::Sigmoid, true),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|opts| [(opts, (67, 13)), (opts, (68, 12))])
+    {
         let l = |units, seq| {
             LayerKind::Lstm(Lstm {
                 units,
@@ -213,8 +218,8 @@ fn lstm_options_match_reference() {
         };
         let mut model = ModelBuilder::new("lstm_opts", None, &[11])
             .layer(LayerKind::Masking { mask_value: -1.0 })
-            .layer(l(67, true))
-            .layer(l(13, false))
+            .layer(l(u1, true))
+            .layer(l(u2, false))
             .layer(dense(3, Activation::Sigmoid))
             .build()
             .unwrap();
@@ -352,6 +357,45 @@ fn dense_with_64_mib_kernel_matches_reference() {
         .unwrap();
     randomize(&mut model, 21);
     let x = input(22, &[1, 2, 65535]);
+    let want = reference::forward(&model, &x, &RunOptions::default()).unwrap();
+    for ctx in gpu_util::contexts() {
+        let got = GpuModel::new(ctx.clone(), &model)
+            .unwrap()
+            .forward(&x, &RunOptions::default())
+            .unwrap();
+        let c =
+            compare(got.output.data(), want.output.data(), want.output.shape(), Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{}: {c}", ctx.describe());
+    }
+}
+
+/// The texture convolution (Cout a multiple of 4), both entries (16 and 8
+/// channels per invocation), with strides, 'same' padding, dilation, a spare
+/// channel quad (Cout = 12) and rows not a multiple of 8 pixels wide.
+#[test]
+fn texture_conv_with_strides_padding_and_dilation_matches_reference() {
+    let mut model = ModelBuilder::new("conv_tex", None, &[13, 11, 5])
+        .layer(conv(12, (4, 4), (2, 2), (1, 1), Padding::Same, Activation::Tanh))
+        .layer(conv(8, (3, 3), (1, 1), (2, 2), Padding::Same, Activation::Relu))
+        .layer(conv(16, (2, 3), (1, 2), (1, 1), Padding::Valid, Activation::Linear))
+        .build()
+        .unwrap();
+    randomize(&mut model, 31);
+    let x = input(32, &[2, 3, 13, 11, 5]);
+    check(&model, &x, &RunOptions::default(), Tolerance::GPU_F32);
+}
+
+/// Split-K from textures over a weight larger than one binding on CPU
+/// adapters (65536 x 256 f32 = 64 MiB, two texture chunks), with a bias and
+/// an activation applied once after the slices are summed.
+#[test]
+fn split_k_over_two_weight_chunks_matches_reference() {
+    let mut model = ModelBuilder::new("wide_split", None, &[65536])
+        .layer(dense(256, Activation::Tanh))
+        .build()
+        .unwrap();
+    randomize(&mut model, 33);
+    let x = input(34, &[3, 1, 65536]);
     let want = reference::forward(&model, &x, &RunOptions::default()).unwrap();
     for ctx in gpu_util::contexts() {
         let got = GpuModel::new(ctx.clone(), &model)

@@ -159,6 +159,11 @@ pub struct SummaryArgs {
 /// Options of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// `article` (64x64x3 frames, Conv 32, LSTM 64 and 32, Dense 10), `small`
+    /// (16x16x3, Conv 8, LSTM 16 and 8, Dense 10), or a `.keras` / model
+    /// `.json` file.
+    #[arg(long, default_value = "article")]
+    model: String,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = Device::Gpu)]
     device: Device,
@@ -168,9 +173,21 @@ pub struct BenchArgs {
     /// Frames per clip.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=64))]
     timesteps: u32,
-    /// Timed repetitions after one warm-up run.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    iterations: u32,
+    /// Timed forwards after the first call (medians over them).
+    #[arg(
+        long,
+        alias = "iterations",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    iters: u32,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Also measure the adapter's GEMM and copy ceilings and show each stage
+    /// as a fraction of them (GPU only).
+    #[arg(long)]
+    peak: bool,
 }
 
 /// Why a command failed: a library error, or a check that did not pass.

@@ -31,6 +31,11 @@ pub enum MatmulVariant {
     Register,
     /// 16x16 workgroup-memory tiles: fastest on real GPUs.
     Tiled,
+    /// Split-K (`shaders/matmul_splitk.wgsl`) for every GEMM whose K and N
+    /// are multiples of 4, the register tile for the others. Never chosen
+    /// by default as such (both default variants already use split-K for
+    /// skinny GEMMs); tests force it to cover the kernel on small shapes.
+    SplitK,
 }
 
 impl ContextOptions {
@@ -214,6 +219,11 @@ impl Context {
             wgpu::DeviceType::Cpu => MatmulVariant::Register,
             _ => MatmulVariant::Tiled,
         });
+        log::debug!(
+            "GEMM variant {matmul:?} for {:?} adapters; split-K for skinny GEMMs \
+             (M <= 512, K >= 1024, K and N multiples of 4)",
+            info.device_type
+        );
         log::info!(
             "cnn-lstm on {}; max storage binding {} B, max buffer {} B, max workgroups/dim {}; \
              GEMM variant {matmul:?}",
@@ -243,14 +253,17 @@ impl Context {
 
     /// The largest storage binding cnn-lstm uses, in bytes: the device's
     /// `max_storage_buffer_binding_size` and `max_buffer_size`, and on CPU
-    /// adapters at most 32 MiB. Mesa's llvmpipe (behind lavapipe and GL)
+    /// adapters at most 48 MiB. Mesa's llvmpipe (behind lavapipe and GL)
     /// advertises 128 MiB bindings, but measured here it returned wrong
-    /// values from a 64 MiB binding (65535 x 256 f32) while 58 MiB and 32 MiB
-    /// bindings were right; larger tensors are split into chunks instead.
+    /// values from a 64 MiB binding (65535 x 256 f32, about 2^24 elements)
+    /// while 58 MiB and 32 MiB bindings were right; larger tensors are split
+    /// into chunks instead. 48 MiB keeps a margin below 2^24 f32 elements and
+    /// fits the article model's convolution output at batch 8 x 10 steps
+    /// (80 x 62 x 62 x 32 f32, 37.5 MiB).
     pub fn binding_limit(&self) -> u64 {
         let device = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
         match self.info.device_type {
-            wgpu::DeviceType::Cpu => device.min(1 << 25),
+            wgpu::DeviceType::Cpu => device.min(48 << 20),
             _ => device,
         }
     }

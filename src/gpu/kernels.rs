@@ -35,6 +35,22 @@ pub struct ConvParams {
     pub act: u32,
     pub has_bias: u32,
     pub groups_x: u32,
+    /// Channel blocks per output row: `ceil(cout / workgroup size)`.
+    pub co_blocks: u32,
+    pub _pad: u32,
+}
+
+/// `ConvParams` of `shaders/conv2d_texture.wgsl`: those of `conv2d.wgsl`
+/// (with `co_blocks` = ceil(cout / channels per invocation)), then the pixel
+/// segments per row.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ConvTexParams {
+    pub conv: ConvParams,
+    /// ceil(OW / 8): segments of 8 output pixels per row.
+    pub segs: u32,
+    /// log2 of the operand textures' width in texels.
+    pub tex_shift: u32,
     pub _pad: [u32; 2],
 }
 
@@ -96,6 +112,30 @@ pub struct MatmulParams {
     pub _pad: u32,
 }
 
+/// `SplitKParams` of `shaders/matmul_splitk.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct SplitKParams {
+    pub m: u32,
+    pub n: u32,
+    pub lda: u32,
+    /// First row of this weight chunk within K (a multiple of 4).
+    pub k_offset: u32,
+    /// Rows of this weight chunk.
+    pub k_len: u32,
+    /// K values per slice (a multiple of 4).
+    pub slice_len: u32,
+    /// Index of this chunk's first slice in the partial-sum buffer.
+    pub slice_base: u32,
+    /// Slices over every chunk (read by the reduce entry).
+    pub slices: u32,
+    pub has_bias: u32,
+    pub act: u32,
+    pub groups_x: u32,
+    /// log2 of the operand textures' width in texels.
+    pub tex_shift: u32,
+}
+
 /// `SoftmaxParams` of `shaders/softmax.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -120,11 +160,29 @@ pub struct LstmParams {
     pub _pad: u32,
 }
 
+/// `LstmTexParams` of `shaders/lstm_recurrence_texture.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct LstmTexParams {
+    pub batch: u32,
+    pub steps: u32,
+    pub units: u32,
+    pub act: u32,
+    pub rec_act: u32,
+    pub zero_output_for_mask: u32,
+    pub write_seq: u32,
+    /// log2 of the recurrent kernel texture's width in texels.
+    pub tex_shift: u32,
+}
+
 // The WGSL structs hold only 4-byte scalars, so their sizes are 4 x fields.
 const _: () = assert!(std::mem::size_of::<MaskParams>() == 16);
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
+const _: () = assert!(std::mem::size_of::<ConvTexParams>() == 96);
 const _: () = assert!(std::mem::size_of::<PoolParams>() == 64);
 const _: () = assert!(std::mem::size_of::<DropoutParams>() == 48);
 const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
+const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);
+const _: () = assert!(std::mem::size_of::<LstmTexParams>() == 32);

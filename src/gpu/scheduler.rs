@@ -25,6 +25,17 @@ use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
 const F32: u64 = 4;
+const RGBA: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
+const R32: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
+
+/// Workgroup size of the split-K kernels.
+const SPLITK_WG: u32 = 8;
+/// Rows and column quads of C per split-K invocation (TILE_ROWS and
+/// TILE_QUADS of `shaders/matmul_splitk.wgsl`).
+const SPLITK_ROWS: usize = 8;
+const SPLITK_QUADS: usize = 4;
+/// Fewest K values per split-K slice: enough work per workgroup.
+const SPLITK_MIN_SLICE: usize = 1024;
 
 /// A model whose weights live on the GPU, ready to run forward passes.
 pub struct GpuModel {
@@ -37,6 +48,10 @@ pub struct GpuModel {
     dummy: wgpu::Buffer,
     plans: HashMap<PlanKey, Plan>,
     wg: u32,
+    /// Workgroup size of the convolution: output channels per workgroup.
+    conv_wg: u32,
+    /// log2 of the width in texels of every operand texture.
+    tex_shift: u32,
     weight_bytes: u64,
     /// The model with its weights dropped: layer facts and training checks.
     checks: Model,
@@ -46,12 +61,26 @@ pub struct GpuModel {
 struct LayerWeights {
     /// The kernel, split along its first axis when it exceeds one binding.
     kernel: Vec<Chunk>,
+    /// The kernel of a split-K GEMM as rgba32float textures, split likewise;
+    /// when present, `kernel` is empty.
+    kernel_tex: Vec<TexChunk>,
+    /// The LSTM recurrent kernel as a texture (`lstm_recurrence_texture.wgsl`);
+    /// when present, `recurrent` is `None`.
+    recurrent_tex: Option<TexChunk>,
     recurrent: Option<wgpu::Buffer>,
     bias: Option<wgpu::Buffer>,
 }
 
 struct Chunk {
     buffer: wgpu::Buffer,
+    k_offset: u32,
+    k_len: u32,
+}
+
+/// Rows `k_offset .. k_offset + k_len` of a `[K, N]` weight in a texture,
+/// four values of a row per texel, texels row-major over the texture width.
+struct TexChunk {
+    view: wgpu::TextureView,
     k_offset: u32,
     k_len: u32,
 }
@@ -76,13 +105,30 @@ struct OpDesc {
     groups: (u32, u32, u32),
     /// Index into `dropouts` when the uniform carries a per-call seed.
     dropout: Option<usize>,
+    /// When set, this is no dispatch but a copy of binding 0's buffer into
+    /// this virtual texture.
+    copy_to: Option<usize>,
 }
 
 #[derive(Clone)]
 enum Res {
     Uniform(Vec<u8>),
     Virtual(usize),
-    Weight { layer: usize, part: WeightPart },
+    Weight {
+        layer: usize,
+        part: WeightPart,
+    },
+    /// A weight chunk's texture.
+    WeightTex {
+        layer: usize,
+        chunk: usize,
+    },
+    /// An LSTM's recurrent kernel texture.
+    RecurrentTex {
+        layer: usize,
+    },
+    /// A texture copy of a virtual buffer (index into `Planner::vtex`).
+    VirtualTex(usize),
     Dummy,
     Ones,
 }
@@ -122,6 +168,7 @@ enum ReadWhat {
 
 struct Plan {
     buffers: Vec<wgpu::Buffer>,
+    textures: Vec<wgpu::Texture>,
     input: usize,
     /// Physical buffer of the caller's timestep mask, when the plan takes one.
     input_mask: Option<usize>,
@@ -140,10 +187,14 @@ struct Timestamps {
     staging: wgpu::Buffer,
 }
 
-struct Dispatch {
-    pipeline: (Shader, &'static str),
-    bind_group: wgpu::BindGroup,
-    groups: (u32, u32, u32),
+enum Dispatch {
+    Compute {
+        pipeline: (Shader, &'static str),
+        bind_group: wgpu::BindGroup,
+        groups: (u32, u32, u32),
+    },
+    /// Whole rows of `width` texels from a buffer into a texture.
+    CopyToTexture { buffer: usize, texture: usize, width: u32, row_bytes: u32, rows: u32 },
 }
 
 /// What planning recorded: the input's and the input mask's virtual
@@ -163,6 +214,8 @@ struct Planner<'a> {
     ops: Vec<OpDesc>,
     stages: Vec<StageDesc>,
     dropouts: Vec<(DropoutParams, usize)>,
+    /// Texture copies of virtual buffers: (source, texture rows, format).
+    vtex: Vec<(usize, u32, wgpu::TextureFormat)>,
 }
 
 impl GpuModel {
@@ -205,6 +258,8 @@ impl GpuModel {
             dummy,
             plans: HashMap::new(),
             wg,
+            conv_wg: conv_workgroup(&ctx, model, wg),
+            tex_shift: (limits.max_texture_dimension_2d.clamp(1, 4096)).ilog2(),
             weight_bytes: 0,
             checks: model.without_weights(),
         };
@@ -251,7 +306,11 @@ impl GpuModel {
         })?;
         let is_gemm = !matches!(layer.kind, LayerKind::Conv2D(_));
         let limit = self.ctx.binding_limit();
-        if is_gemm {
+        if is_gemm && self.gemm_uses_textures(kshape[0], kshape[1]) {
+            let (k, n) = (kshape[0], kshape[1]);
+            let label = format!("{}/kernel", layer.name);
+            self.upload_texture_chunks(&label, kernel.data(), (k, n), &mut w.kernel_tex)?;
+        } else if is_gemm {
             // Split [K, N] into row chunks that each fit one binding.
             let (k, n) = (kshape[0], kshape[1]);
             let row_bytes = n as u64 * F32;
@@ -263,7 +322,11 @@ impl GpuModel {
                     allowed: limit,
                 });
             }
-            let rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            let mut rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            if rows_per_chunk < k && rows_per_chunk >= 4 {
+                // Chunk starts stay multiples of 4, as the split-K kernel reads vec4s.
+                rows_per_chunk -= rows_per_chunk % 4;
+            }
             let mut start = 0;
             while start < k {
                 let len = rows_per_chunk.min(k - start);
@@ -276,6 +339,19 @@ impl GpuModel {
             if w.kernel.len() > 1 {
                 log::debug!("{}/kernel split into {} chunks", layer.name, w.kernel.len());
             }
+        } else if conv_uses_textures(&layer.kind) {
+            let taps = kernel.data().len() / kshape[3].max(1);
+            let label = format!("{}/kernel", layer.name);
+            let out = &mut w.kernel_tex;
+            self.upload_texture_chunks(&label, kernel.data(), (taps, kshape[3]), out)?;
+            if w.kernel_tex.len() != 1 {
+                return Err(Error::LimitExceeded {
+                    what: format!("{}/kernel {:?} as one texture", layer.name, kshape),
+                    limit: "max_storage_buffer_binding_size".into(),
+                    needed: kernel.data().len() as u64 * F32,
+                    allowed: limit,
+                });
+            }
         } else {
             let label = format!("{}/kernel", layer.name);
             let buffer = self.storage_checked(&label, bytemuck::cast_slice(kernel.data()))?;
@@ -283,13 +359,89 @@ impl GpuModel {
         }
         if let Some(r) = model.weight(index, "recurrent_kernel") {
             let label = format!("{}/recurrent_kernel", layer.name);
-            w.recurrent = Some(self.storage_checked(&label, bytemuck::cast_slice(r.data()))?);
+            if lstm_uses_textures(&layer.kind) {
+                let (u, n) = (r.shape()[0], r.shape()[1]);
+                let mut out = Vec::new();
+                self.upload_texture_chunks(&label, r.data(), (u, n), &mut out)?;
+                if out.len() != 1 {
+                    return Err(Error::LimitExceeded {
+                        what: format!("{label} [{u}, {n}] as one texture"),
+                        limit: "max_storage_buffer_binding_size".into(),
+                        needed: (u * n) as u64 * F32,
+                        allowed: limit,
+                    });
+                }
+                w.recurrent_tex = out.pop();
+            } else {
+                w.recurrent = Some(self.storage_checked(&label, bytemuck::cast_slice(r.data()))?);
+            }
         }
         if let Some(b) = model.weight(index, "bias") {
             let label = format!("{}/bias", layer.name);
             w.bias = Some(self.storage_checked(&label, bytemuck::cast_slice(b.data()))?);
         }
         Ok(w)
+    }
+
+    /// True when the GEMM with weight `[k, n]` runs split-K from textures:
+    /// K and N multiples of 4 and K >= 1024 (long enough for slices to pay),
+    /// or any K with the split-K variant forced.
+    fn gemm_uses_textures(&self, k: usize, n: usize) -> bool {
+        k.is_multiple_of(4)
+            && n.is_multiple_of(4)
+            && n > 0
+            && (k >= 1024 || self.ctx.matmul_variant() == MatmulVariant::SplitK)
+    }
+
+    /// Uploads weight `[k, n]` as rgba32float textures of whole rows, each
+    /// chunk within one binding's size and the texture height limit.
+    fn upload_texture_chunks(
+        &mut self,
+        name: &str,
+        data: &[f32],
+        (k, n): (usize, usize),
+        out: &mut Vec<TexChunk>,
+    ) -> Result<()> {
+        let width = 1usize << self.tex_shift;
+        let max_rows = self.ctx.limits().max_texture_dimension_2d as usize;
+        let by_binding = (self.ctx.binding_limit() / (n as u64 * F32)) as usize;
+        let by_height = max_rows * width * 4 / n;
+        let cap = by_binding.min(by_height);
+        // Chunk starts stay multiples of 4 (split-K reads A four columns at a time).
+        let rows_per_chunk = if cap >= k { k } else { cap / 4 * 4 };
+        if rows_per_chunk == 0 {
+            return Err(Error::LimitExceeded {
+                what: format!("four rows of {name} ({n} columns) in one texture"),
+                limit: "max_texture_dimension_2d and max_storage_buffer_binding_size".into(),
+                needed: 4 * n as u64 * F32,
+                allowed: self.ctx.binding_limit(),
+            });
+        }
+        let mut start = 0;
+        while start < k {
+            let len = rows_per_chunk.min(k - start);
+            let texels = len * n / 4;
+            let rows = texels.div_ceil(width);
+            let mut padded = vec![0f32; rows * width * 4];
+            padded[..len * n].copy_from_slice(&data[start * n..(start + len) * n]);
+            let label = format!("{name}[{start}..{}] texture", start + len);
+            let bytes = padded.len() as u64 * F32;
+            self.weight_bytes += bytes;
+            let (device, queue) = (&self.ctx.device, &self.ctx.queue);
+            let texture = self.ctx.scoped(&label, bytes, || {
+                device.create_texture_with_data(
+                    queue,
+                    &operand_texture(&label, width as u32, rows as u32, RGBA),
+                    wgpu::util::TextureDataOrder::LayerMajor,
+                    bytemuck::cast_slice(&padded),
+                )
+            })?;
+            let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+            out.push(TexChunk { view, k_offset: start as u32, k_len: len as u32 });
+            start += len;
+        }
+        log::debug!("{name} uploaded as {} texture chunk(s)", out.len());
+        Ok(())
     }
 
     fn storage_checked(&mut self, label: &str, bytes: &[u8]) -> Result<wgpu::Buffer> {
@@ -320,7 +472,7 @@ impl GpuModel {
     fn create_pipelines(&mut self) -> Result<()> {
         let mut wanted: Vec<(Shader, &'static str)> = Vec::new();
         let matmul = match self.ctx.matmul_variant() {
-            MatmulVariant::Register => Shader::MatmulRegister,
+            MatmulVariant::Register | MatmulVariant::SplitK => Shader::MatmulRegister,
             MatmulVariant::Tiled => Shader::MatmulTiled,
         };
         for layer in &self.layers {
@@ -329,6 +481,9 @@ impl GpuModel {
                     wanted.push((Shader::Masking, "timestep_mask"));
                     wanted.push((Shader::Masking, "apply_mask"));
                 }
+                LayerKind::Conv2D(c) if conv_uses_textures(&layer.kind) => {
+                    wanted.push((Shader::Conv2DTexture, conv_texture_entry(c.filters).0))
+                }
                 LayerKind::Conv2D(_) => wanted.push((Shader::Conv2D, "main")),
                 LayerKind::Pool2D(_) => wanted.push((Shader::Pool2D, "main")),
                 LayerKind::SpatialDropout { .. } | LayerKind::Dropout { .. } => {
@@ -336,13 +491,21 @@ impl GpuModel {
                 }
                 LayerKind::Dense(d) => {
                     wanted.push((matmul, "main"));
+                    wanted.push((Shader::MatmulSplitK, "partial"));
+                    wanted.push((Shader::MatmulSplitK, "reduce"));
                     if d.activation == Activation::Softmax {
                         wanted.push((Shader::Softmax, "main"));
                     }
                 }
                 LayerKind::Lstm(_) => {
+                    wanted.push(if lstm_uses_textures(&layer.kind) {
+                        (Shader::LstmRecurrenceTexture, "main")
+                    } else {
+                        (Shader::LstmRecurrence, "main")
+                    });
                     wanted.push((matmul, "main"));
-                    wanted.push((Shader::LstmRecurrence, "main"));
+                    wanted.push((Shader::MatmulSplitK, "partial"));
+                    wanted.push((Shader::MatmulSplitK, "reduce"));
                 }
                 LayerKind::Flatten | LayerKind::Reshape { .. } => {}
             }
@@ -380,6 +543,8 @@ impl GpuModel {
         log::trace!("compiled shader {label}");
         let constants: Vec<(&str, f64)> = match shader {
             Shader::MatmulTiled => Vec::new(),
+            Shader::Conv2D => vec![("WG", f64::from(self.conv_wg))],
+            Shader::MatmulSplitK => vec![("WG", f64::from(SPLITK_WG.min(self.wg)))],
             _ => vec![("WG", f64::from(self.wg))],
         };
         self.ctx.scoped(&label, 0, || {
@@ -545,6 +710,7 @@ impl GpuModel {
             ops: Vec::new(),
             stages: Vec::new(),
             dropouts: Vec::new(),
+            vtex: Vec::new(),
         }
     }
 
@@ -586,6 +752,66 @@ fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
         }
     }
     Ok(Forward { output, layers, timings })
+}
+
+/// True when a Conv2D runs `conv2d_texture.wgsl` (output channels a
+/// multiple of 4); `conv2d.wgsl` otherwise.
+fn conv_uses_textures(kind: &LayerKind) -> bool {
+    matches!(kind, LayerKind::Conv2D(c) if c.filters.is_multiple_of(4))
+}
+
+/// True when an LSTM's recurrence runs `lstm_recurrence_texture.wgsl`
+/// (units a multiple of 4); `lstm_recurrence.wgsl` otherwise.
+fn lstm_uses_textures(kind: &LayerKind) -> bool {
+    matches!(kind, LayerKind::Lstm(l) if l.units.is_multiple_of(4))
+}
+
+/// The entry of `conv2d_texture.wgsl` for `filters` output channels and its
+/// channels per invocation: 16 when they divide `filters`, else 8 (fewer
+/// idle channels for Cout = 8, 24, ...).
+fn conv_texture_entry(filters: usize) -> (&'static str, usize) {
+    if filters.is_multiple_of(16) {
+        ("main", 16)
+    } else {
+        ("main8", 8)
+    }
+}
+
+/// A texture `width x rows` (rgba32float or r32float) that compute kernels read with
+/// `textureLoad`.
+fn operand_texture(
+    label: &str,
+    width: u32,
+    rows: u32,
+    format: wgpu::TextureFormat,
+) -> wgpu::TextureDescriptor<'_> {
+    wgpu::TextureDescriptor {
+        label: Some(label),
+        size: wgpu::Extent3d { width, height: rows.max(1), depth_or_array_layers: 1 },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    }
+}
+
+/// Workgroup size of the convolution: the widest layer's output channels
+/// rounded up to 8 (one SIMD row of lavapipe) and at most `wg`; at least 32
+/// (a warp) on GPUs. Invocations of one workgroup share an output row.
+fn conv_workgroup(ctx: &Context, model: &Model, wg: u32) -> u32 {
+    let widest = model
+        .layers()
+        .iter()
+        .filter_map(|l| match &l.kind {
+            LayerKind::Conv2D(c) => Some(c.filters),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(1);
+    let floor = if ctx.adapter_info().device_type == wgpu::DeviceType::Cpu { 8 } else { 32 };
+    (widest.next_multiple_of(8) as u32).clamp(floor, 64).min(wg)
 }
 
 fn check_input(spec: &InputSpec, shape: &[usize]) -> Result<(usize, usize)> {
@@ -639,14 +865,20 @@ impl Planner<'_> {
 
     /// Grid for `n` invocations of a flat kernel: `(gx, gy, groups_x)`.
     fn grid(&self, n: usize, what: &str) -> Result<(u32, u32, u32)> {
-        let wg = self.model.wg as u64;
+        let wg = self.model.wg as usize;
+        self.workgroups(n.div_ceil(wg), what)
+    }
+
+    /// Grid for `groups` workgroups laid out flat over x then y: `(gx, gy, groups_x)`.
+    fn workgroups(&self, groups: usize, what: &str) -> Result<(u32, u32, u32)> {
+        let n = groups;
         let max = u64::from(self.model.ctx.limits().max_compute_workgroups_per_dimension).max(1);
-        let groups = (n as u64).div_ceil(wg).max(1);
+        let groups = (groups as u64).max(1);
         let gx = groups.min(max);
         let gy = groups.div_ceil(gx);
         if gy > max {
             return Err(Error::LimitExceeded {
-                what: format!("{what}: {n} invocations"),
+                what: format!("{what}: {n} workgroups"),
                 limit: "max_compute_workgroups_per_dimension squared".into(),
                 needed: groups,
                 allowed: max * max,
@@ -669,7 +901,15 @@ impl Planner<'_> {
                 self.vbufs[*v].last = at;
             }
         }
-        self.ops.push(OpDesc { stage, shader, entry, bindings, groups, dropout: None });
+        self.ops.push(OpDesc {
+            stage,
+            shader,
+            entry,
+            bindings,
+            groups,
+            dropout: None,
+            copy_to: None,
+        });
     }
 
     /// Records `c[m, n] = act(a[m, k] x kernel + bias)` for layer `layer`,
@@ -684,7 +924,11 @@ impl Planner<'_> {
     ) -> Result<()> {
         let chunks = self.model.weights[layer].kernel.len();
         let has_bias = self.model.weights[layer].bias.is_some();
-        let tiled = self.model.ctx.matmul_variant() == MatmulVariant::Tiled;
+        let variant = self.model.ctx.matmul_variant();
+        if !self.model.weights[layer].kernel_tex.is_empty() {
+            return self.matmul_splitk(stage, layer, (a, c), (m, k, n), act);
+        }
+        let tiled = variant == MatmulVariant::Tiled;
         for (ci, chunk) in self.model.weights[layer].kernel.iter().enumerate() {
             let base = MatmulParams {
                 m: m as u32,
@@ -749,6 +993,129 @@ impl Planner<'_> {
                 self.op(stage, Shader::MatmulRegister, "main", bindings, (gx, gy, 1));
             }
         }
+        Ok(())
+    }
+
+    /// Records a copy of virtual buffer `v` into a new texture of `rows`
+    /// whole rows of the texture width; pads `v` to whole rows. Returns the
+    /// texture's index.
+    fn texture_copy(
+        &mut self,
+        stage: usize,
+        v: usize,
+        rows: usize,
+        format: wgpu::TextureFormat,
+    ) -> usize {
+        let texel = if format == RGBA { 16 } else { 4 };
+        let padded = (rows << self.model.tex_shift) as u64 * texel;
+        self.vbufs[v].bytes = self.vbufs[v].bytes.max(padded);
+        self.vtex.push((v, rows as u32, format));
+        let t = self.vtex.len() - 1;
+        self.op(stage, Shader::MatmulSplitK, "copy", vec![(0, Res::Virtual(v))], (0, 0, 0));
+        if let Some(op) = self.ops.last_mut() {
+            op.copy_to = Some(t);
+        }
+        t
+    }
+
+    /// Records a split-K GEMM whose weight is in textures: a copy of A into
+    /// a texture, per weight chunk one `partial` dispatch over (column
+    /// blocks, row blocks of 8, K slices), then one `reduce`.
+    fn matmul_splitk(
+        &mut self,
+        stage: usize,
+        layer: usize,
+        (a, c): (usize, usize),
+        (m, k, n): (usize, usize, usize),
+        act: Activation,
+    ) -> Result<()> {
+        let model = self.model;
+        let weights = &model.weights[layer];
+        let has_bias = weights.bias.is_some();
+        let name = self.stages[stage].name.clone();
+        // Partial sums [slices, m, n] must fit one binding; slices also bound
+        // the reduce loop (<= 4096 < 65535 iterations) and the z grid.
+        let limit = model.ctx.binding_limit() as usize;
+        let cap = (limit / (m * n * F32 as usize).max(1)).clamp(1, 4096);
+        let ranges: Vec<(u32, u32)> =
+            weights.kernel_tex.iter().map(|c| (c.k_offset, c.k_len)).collect();
+        let mut slice_len = k.div_ceil(cap).max(SPLITK_MIN_SLICE).next_multiple_of(4);
+        let count =
+            |len: usize| -> usize { ranges.iter().map(|r| (r.1 as usize).div_ceil(len)).sum() };
+        while count(slice_len) > cap {
+            slice_len *= 2;
+        }
+        let slices = count(slice_len);
+        let wg = SPLITK_WG.min(model.wg) as usize;
+        let part = self.vbuf(format!("{name}/partial_sums"), slices * m * n)?;
+
+        // A as a texture: whole rows of the texture width, so the buffer
+        // behind A is padded to whole rows.
+        let width = 1usize << model.tex_shift;
+        let rows = (m * k / 4).div_ceil(width);
+        let max_rows = model.ctx.limits().max_texture_dimension_2d as usize;
+        if rows > max_rows {
+            return Err(Error::LimitExceeded {
+                what: format!("{name}: input [{m}, {k}] as a texture {width} texels wide"),
+                limit: "max_texture_dimension_2d".into(),
+                needed: rows as u64,
+                allowed: max_rows as u64,
+            });
+        }
+        let a_tex = self.texture_copy(stage, a, rows, RGBA);
+
+        let base = SplitKParams {
+            m: m as u32,
+            n: n as u32,
+            lda: k as u32,
+            k_offset: 0,
+            k_len: 0,
+            slice_len: slice_len as u32,
+            slice_base: 0,
+            slices: slices as u32,
+            has_bias: u32::from(has_bias),
+            act: act.code(),
+            groups_x: 0,
+            tex_shift: model.tex_shift,
+        };
+        let col_groups = n.div_ceil(4 * SPLITK_QUADS);
+        let gx = (col_groups * m.div_ceil(SPLITK_ROWS)).div_ceil(wg) as u32;
+        let gy = 1;
+        let mut slice_base = 0;
+        for (ci, (k_offset, k_len)) in ranges.iter().copied().enumerate() {
+            let here = (k_len as usize).div_ceil(slice_len);
+            let params = SplitKParams { k_offset, k_len, slice_base: slice_base as u32, ..base };
+            self.op(
+                stage,
+                Shader::MatmulSplitK,
+                "partial",
+                vec![
+                    (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                    (1, Res::VirtualTex(a_tex)),
+                    (2, Res::WeightTex { layer, chunk: ci }),
+                    (5, Res::Virtual(part)),
+                ],
+                (gx, gy, here as u32),
+            );
+            slice_base += here;
+        }
+        let groups = (m * n / 4).div_ceil(wg);
+        let (rx, ry, groups_x) = self.workgroups(groups, &name)?;
+        let params = SplitKParams { groups_x, ..base };
+        let bias =
+            if has_bias { Res::Weight { layer, part: WeightPart::Bias } } else { Res::Dummy };
+        self.op(
+            stage,
+            Shader::MatmulSplitK,
+            "reduce",
+            vec![
+                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                (3, bias),
+                (4, Res::Virtual(c)),
+                (5, Res::Virtual(part)),
+            ],
+            (rx, ry, 1),
+        );
         Ok(())
     }
 
@@ -825,7 +1192,21 @@ impl Planner<'_> {
                     let bytes = (n * (h * w * cin + oh * ow * c.filters)) as u64 * F32;
                     let stage = self.stage(name.clone(), flops, bytes);
                     let y = self.vbuf(format!("{name}/output"), outputs)?;
-                    let (gx, gy, groups_x) = self.grid(outputs, &name)?;
+                    let tex = conv_uses_textures(&layer.kind);
+                    // Buffer variant: one workgroup per (output row, block of
+                    // conv_wg channels). Texture variant: one invocation per
+                    // (output row, segment of 8 pixels, block of 16 or 8 channels).
+                    let (entry, block) = conv_texture_entry(c.filters);
+                    let (co_blocks, segs) = if tex {
+                        (c.filters.div_ceil(block), ow.div_ceil(8))
+                    } else {
+                        (c.filters.div_ceil(self.model.conv_wg as usize), 1)
+                    };
+                    let (gx, gy, groups_x) = if tex {
+                        self.grid(n * oh * segs * co_blocks, &name)?
+                    } else {
+                        self.workgroups(n * oh * co_blocks, &name)?
+                    };
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -845,26 +1226,52 @@ impl Planner<'_> {
                         act: c.activation.code(),
                         has_bias: u32::from(c.use_bias),
                         groups_x,
-                        _pad: [0; 2],
+                        co_blocks: co_blocks as u32,
+                        _pad: 0,
                     };
                     let bias = if c.use_bias {
                         Res::Weight { layer: li, part: WeightPart::Bias }
                     } else {
                         Res::Dummy
                     };
-                    self.op(
-                        stage,
-                        Shader::Conv2D,
-                        "main",
-                        vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
-                            (1, Res::Virtual(value)),
-                            (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
-                            (3, bias),
-                            (4, Res::Virtual(y)),
-                        ],
-                        (gx, gy, 1),
-                    );
+                    if tex {
+                        let width = 1usize << self.model.tex_shift;
+                        let x_tex =
+                            self.texture_copy(stage, value, (n * h * w * cin).div_ceil(width), R32);
+                        let params = ConvTexParams {
+                            conv: params,
+                            segs: segs as u32,
+                            tex_shift: self.model.tex_shift,
+                            _pad: [0; 2],
+                        };
+                        self.op(
+                            stage,
+                            Shader::Conv2DTexture,
+                            entry,
+                            vec![
+                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (1, Res::VirtualTex(x_tex)),
+                                (2, Res::WeightTex { layer: li, chunk: 0 }),
+                                (3, bias),
+                                (4, Res::Virtual(y)),
+                            ],
+                            (gx, gy, 1),
+                        );
+                    } else {
+                        self.op(
+                            stage,
+                            Shader::Conv2D,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (1, Res::Virtual(value)),
+                                (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
+                                (3, bias),
+                                (4, Res::Virtual(y)),
+                            ],
+                            (gx, gy, 1),
+                        );
+                    }
                     value = y;
                 }
                 LayerKind::Pool2D(pl) => {
@@ -997,14 +1404,33 @@ impl Planner<'_> {
                         _pad: 0,
                     };
                     let mask_res = mask.map_or(Res::Ones, Res::Virtual);
+                    let tex = lstm_uses_textures(&layer.kind);
+                    let (shader, uniform, recurrent) = if tex {
+                        let p = LstmTexParams {
+                            batch: params.batch,
+                            steps: params.steps,
+                            units: params.units,
+                            act: params.act,
+                            rec_act: params.rec_act,
+                            zero_output_for_mask: params.zero_output_for_mask,
+                            write_seq: params.write_seq,
+                            tex_shift: self.model.tex_shift,
+                        };
+                        let bytes = bytemuck::bytes_of(&p).to_vec();
+                        (Shader::LstmRecurrenceTexture, bytes, Res::RecurrentTex { layer: li })
+                    } else {
+                        let bytes = bytemuck::bytes_of(&params).to_vec();
+                        let r = Res::Weight { layer: li, part: WeightPart::Recurrent };
+                        (Shader::LstmRecurrence, bytes, r)
+                    };
                     self.op(
                         rec,
-                        Shader::LstmRecurrence,
+                        shader,
                         "main",
                         vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (0, Res::Uniform(uniform)),
                             (1, Res::Virtual(xproj)),
-                            (2, Res::Weight { layer: li, part: WeightPart::Recurrent }),
+                            (2, recurrent),
                             (3, mask_res),
                             (4, Res::Virtual(state)),
                             (5, Res::Virtual(seq)),
@@ -1161,10 +1587,38 @@ impl Planner<'_> {
             usage: wgpu::BufferUsages::STORAGE,
         });
 
+        let width = 1u32 << model.tex_shift;
+        let mut textures = Vec::with_capacity(self.vtex.len());
+        let mut views = Vec::with_capacity(self.vtex.len());
+        let mut total = total;
+        for (i, (source, rows, format)) in self.vtex.iter().enumerate() {
+            let label = format!("texture {i} ({})", self.vbufs[*source].label);
+            let texel = if *format == RGBA { 16 } else { 4 };
+            let bytes = u64::from(width) * u64::from(*rows) * texel;
+            let texture = ctx.scoped(&label, bytes, || {
+                device.create_texture(&operand_texture(&label, width, *rows, *format))
+            })?;
+            total += bytes;
+            views.push(texture.create_view(&wgpu::TextureViewDescriptor::default()));
+            textures.push(texture);
+        }
+
         let mut dropout_uniforms = Vec::new();
         let mut stages: Vec<(StageDesc, Vec<Dispatch>)> =
             self.stages.drain(..).map(|s| (s, Vec::new())).collect();
         for op in &self.ops {
+            if let (Some(t), Some((_, Res::Virtual(v)))) = (op.copy_to, op.bindings.first()) {
+                let (_, rows, format) = self.vtex[t];
+                let texel = if format == RGBA { 16 } else { 4 };
+                stages[op.stage].1.push(Dispatch::CopyToTexture {
+                    buffer: assign[*v],
+                    texture: t,
+                    width,
+                    row_bytes: width * texel,
+                    rows,
+                });
+                continue;
+            }
             let label = format!("{} {}", stages[op.stage].0.name, op.shader.name());
             let pipeline =
                 model.pipelines.get(&(op.shader, op.entry)).ok_or_else(|| Error::Validation {
@@ -1186,6 +1640,23 @@ impl Planner<'_> {
             }
             let mut entries = Vec::new();
             for (binding, r) in &op.bindings {
+                let view = match r {
+                    Res::VirtualTex(t) => views.get(*t),
+                    Res::WeightTex { layer, chunk } => {
+                        model.weights[*layer].kernel_tex.get(*chunk).map(|c| &c.view)
+                    }
+                    Res::RecurrentTex { layer } => {
+                        model.weights[*layer].recurrent_tex.as_ref().map(|c| &c.view)
+                    }
+                    _ => None,
+                };
+                if let Some(view) = view {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: *binding,
+                        resource: wgpu::BindingResource::TextureView(view),
+                    });
+                    continue;
+                }
                 let buffer: &wgpu::Buffer = match r {
                     Res::Uniform(_) => match uniforms.iter().find(|(b, _)| b == binding) {
                         Some((_, buf)) => buf,
@@ -1194,6 +1665,12 @@ impl Planner<'_> {
                     Res::Virtual(v) => &buffers[assign[*v]],
                     Res::Dummy => &model.dummy,
                     Res::Ones => &ones,
+                    Res::VirtualTex(_) | Res::WeightTex { .. } | Res::RecurrentTex { .. } => {
+                        return Err(Error::Validation {
+                            label: label.clone(),
+                            message: "texture binding missing".into(),
+                        })
+                    }
                     Res::Weight { layer, part } => {
                         let w = &model.weights[*layer];
                         let found = match part {
@@ -1225,7 +1702,7 @@ impl Planner<'_> {
                     dropout_uniforms.push((buf.clone(), params, layer));
                 }
             }
-            stages[op.stage].1.push(Dispatch {
+            stages[op.stage].1.push(Dispatch::Compute {
                 pipeline: (op.shader, op.entry),
                 bind_group,
                 groups: op.groups,
@@ -1270,6 +1747,7 @@ impl Planner<'_> {
         Ok(Plan {
             timestamps,
             buffers,
+            textures,
             input: assign[input],
             input_mask: input_mask.map(|m| assign[m]),
             stages,
@@ -1308,24 +1786,59 @@ fn execute(
     }
 
     let mut timings = Vec::new();
-    // Timestamps bracket each stage's pass in the single-submission path.
+    // Timestamps bracket each stage in the single-submission path: the
+    // beginning on its first compute pass, the end on its last (a stage is
+    // split into several passes around its buffer-to-texture copies).
     let stamps = if profile { None } else { plan.timestamps.as_ref() };
     let record =
         |encoder: &mut wgpu::CommandEncoder, i: usize, stage: &(StageDesc, Vec<Dispatch>)| {
-            let timestamp_writes = stamps.map(|t| wgpu::ComputePassTimestampWrites {
-                query_set: &t.set,
-                beginning_of_pass_write_index: Some(2 * i as u32),
-                end_of_pass_write_index: Some(2 * i as u32 + 1),
-            });
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&stage.0.name),
-                timestamp_writes,
-            });
-            for d in &stage.1 {
-                if let Some(p) = pipelines.get(&d.pipeline) {
-                    pass.set_pipeline(p);
-                    pass.set_bind_group(0, &d.bind_group, &[]);
-                    pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
+            let mut rest = &stage.1[..];
+            let mut first = true;
+            while !rest.is_empty() {
+                // Dispatches up to the next copy share one compute pass.
+                let run = rest.iter().take_while(|d| matches!(d, Dispatch::Compute { .. })).count();
+                if run > 0 {
+                    let last = run == rest.len();
+                    let timestamp_writes = stamps.and_then(|t| {
+                        (first || last).then_some(wgpu::ComputePassTimestampWrites {
+                            query_set: &t.set,
+                            beginning_of_pass_write_index: first.then_some(2 * i as u32),
+                            end_of_pass_write_index: last.then_some(2 * i as u32 + 1),
+                        })
+                    });
+                    first = false;
+                    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some(&stage.0.name),
+                        timestamp_writes,
+                    });
+                    for d in &rest[..run] {
+                        if let Dispatch::Compute { pipeline, bind_group, groups } = d {
+                            if let Some(p) = pipelines.get(pipeline) {
+                                pass.set_pipeline(p);
+                                pass.set_bind_group(0, bind_group, &[]);
+                                pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+                            }
+                        }
+                    }
+                }
+                if let Some(Dispatch::CopyToTexture { buffer, texture, width, row_bytes, rows }) =
+                    rest.get(run)
+                {
+                    encoder.copy_buffer_to_texture(
+                        wgpu::TexelCopyBufferInfo {
+                            buffer: &plan.buffers[*buffer],
+                            layout: wgpu::TexelCopyBufferLayout {
+                                offset: 0,
+                                bytes_per_row: Some(*row_bytes),
+                                rows_per_image: None,
+                            },
+                        },
+                        plan.textures[*texture].as_image_copy(),
+                        wgpu::Extent3d { width: *width, height: *rows, depth_or_array_layers: 1 },
+                    );
+                    rest = &rest[run + 1..];
+                } else {
+                    rest = &rest[run..];
                 }
             }
         };

@@ -31,9 +31,11 @@ pub fn contexts() -> Vec<Arc<Context>> {
 pub fn contexts_with_matmul(variant: MatmulVariant) -> Vec<Arc<Context>> {
     static REG: OnceLock<Vec<Arc<Context>>> = OnceLock::new();
     static TILED: OnceLock<Vec<Arc<Context>>> = OnceLock::new();
+    static SPLITK: OnceLock<Vec<Arc<Context>>> = OnceLock::new();
     let cell = match variant {
         MatmulVariant::Register => &REG,
         MatmulVariant::Tiled => &TILED,
+        MatmulVariant::SplitK => &SPLITK,
     };
     cell.get_or_init(|| open_all(Some(variant))).clone()
 }
