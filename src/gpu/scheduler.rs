@@ -223,6 +223,7 @@ impl GpuModel {
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
         let guard_ctx = Arc::clone(&ctx);
         let _serial = guard_ctx.exclusive();
+        model.check_weights()?;
         let limits = ctx.limits().clone();
         // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
         let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
