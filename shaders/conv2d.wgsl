@@ -6,6 +6,8 @@
 //   2: storage read       kernel [KH, KW, Cin, Cout] f32 (Keras layout)
 //   3: storage read       bias   [Cout] f32 (ignored when has_bias = 0)
 //   4: storage read_write y      [N, OH, OW, Cout] f32
+//   5: storage read       mask   [N] u32 timestep mask, 1 = valid frame
+//                                (read only when skip_masked = 1)
 //
 // Grid: one workgroup per (output row, block of WG output channels), flat
 // over (groups_x, groups_y) workgroups: workgroup f covers channel block
@@ -15,6 +17,9 @@
 //   y[n, oy, ox, co] = act(bias[co] +
 //     sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co])
 // with taps in the padding contributing zero (Keras's 'same' zero padding).
+// With skip_masked = 1, frames whose mask word is 0 are not convolved: their
+// outputs are written as 0 (the planner sets it only where no later layer
+// can see a masked frame's value; see src/gpu/scheduler.rs).
 //
 // Why this shape: on CPU adapters (lavapipe) a load whose address is the
 // same for every invocation of a workgroup is one scalar load, while one
@@ -47,7 +52,8 @@ struct ConvParams {
     groups_x: u32,
     // ceil(cout / WG): channel blocks per output row.
     co_blocks: u32,
-    _pad1: u32,
+    // 1: frames whose mask word is 0 are written as zeros, not convolved.
+    skip_masked: u32,
 }
 
 // Output pixels per invocation held in registers.
@@ -60,6 +66,7 @@ override WG: u32 = 32u;
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -74,6 +81,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let co = min(co_raw, p.cout - 1u);
     let oy = row % p.oh;
     let n = row / p.oh;
+    if (p.skip_masked != 0u && mask[n] == 0u) {
+        if (co_ok) {
+            let ybase = row * p.ow * p.cout + co;
+            for (var ox = 0u; ox < p.ow; ox = ox + 1u) {
+                y[ybase + ox * p.cout] = 0.0;
+            }
+        }
+        return;
+    }
 
     var b0 = 0.0;
     if (p.has_bias != 0u) {

@@ -17,6 +17,8 @@
 //                                output channels per texel, same layout
 //   3: storage read       bias   [Cout] f32 (ignored when has_bias = 0)
 //   4: storage read_write y      [N, OH, OW, Cout] f32, N = B * T frames
+//   5: storage read       mask   [N] u32 timestep mask, 1 = valid frame
+//                                (read only when skip_masked = 1)
 //
 // Grid: flat over N * OH * segs * co_blocks invocations (flat_index with
 // groups_x), segs = ceil(OW / 8), co_blocks = ceil(Cout / CB); invocation
@@ -25,6 +27,9 @@
 //   y[n, oy, ox, co] = act(bias[co] +
 //     sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co])
 // with taps in the padding contributing zero (Keras's 'same' zero padding).
+// With skip_masked = 1, frames whose mask word is 0 are not convolved: their
+// outputs are written as 0 (the planner sets it only where no later layer
+// can see a masked frame's value; see src/gpu/scheduler.rs).
 
 struct ConvParams {
     n: u32,
@@ -47,7 +52,8 @@ struct ConvParams {
     groups_x: u32,
     // ceil(Cout / CB): channel blocks per pixel segment.
     co_blocks: u32,
-    _pad0: u32,
+    // 1: frames whose mask word is 0 are written as zeros, not convolved.
+    skip_masked: u32,
     // ceil(OW / 8): pixel segments per output row.
     segs: u32,
     // log2 of the textures' width in texels.
@@ -63,6 +69,7 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var kernel: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
 
 fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
     let mask = (1u << p.tex_shift) - 1u;
@@ -104,6 +111,23 @@ fn store(row: u32, ox: u32, co: u32, v: vec4<f32>) {
     }
 }
 
+// True when frame n is masked and skipped: its CB channels of pixels
+// ox0 .. ox0 + 7 of row `row` are then written as zeros.
+fn skipped(n: u32, row: u32, ox0: u32, co0: u32, cb: u32) -> bool {
+    if (p.skip_masked == 0u || mask[n] != 0u) {
+        return false;
+    }
+    for (var q = 0u; q < 8u; q = q + 1u) {
+        let ox = ox0 + q;
+        if (ox < p.ow) {
+            let o = (row * p.ow + ox) * p.cout;
+            for (var c = co0; c < min(co0 + cb, p.cout); c = c + 1u) {
+                y[o + c] = 0.0;
+            }
+        }
+    }
+    return true;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -120,6 +144,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = row / p.oh;
     let ox0 = seg * 8u;
     let co0 = cb * 16u;
+    if (skipped(n, row, ox0, co0, 16u)) {
+        return;
+    }
     let cq = p.cout / 4u;
     // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
     let kq0 = min(co0 / 4u + 0u, cq - 1u);
@@ -270,6 +297,9 @@ fn main8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = row / p.oh;
     let ox0 = seg * 8u;
     let co0 = cb * 8u;
+    if (skipped(n, row, ox0, co0, 8u)) {
+        return;
+    }
     let cq = p.cout / 4u;
     // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
     let kq0 = min(co0 / 4u + 0u, cq - 1u);

@@ -407,3 +407,146 @@ fn split_k_over_two_weight_chunks_matches_reference() {
         assert!(c.is_ok(), "{}: {c}", ctx.describe());
     }
 }
+
+/// Runs `model` without capturing layers on every adapter and every GEMM
+/// variant, with `mask` passed explicitly when given, and compares the
+/// output with the CPU reference (which convolves every frame). Returns
+/// the conv layers each GPU plan skipped masked frames in (the same on all).
+fn check_output_only(
+    model: &Model,
+    x: &Tensor,
+    mask: Option<&[u8]>,
+    opts: &RunOptions,
+) -> Vec<String> {
+    let opts = RunOptions { capture_layers: false, ..opts.clone() };
+    let want = match mask {
+        Some(m) => reference::forward_with_mask(model, x, m, &opts).unwrap(),
+        None => reference::forward(model, x, &opts).unwrap(),
+    };
+    let (b, t) = (x.shape()[0], x.shape()[1]);
+    let mut skipped: Option<Vec<String>> = None;
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled, MatmulVariant::SplitK] {
+        for ctx in gpu_util::contexts_with_matmul(variant) {
+            let mut gm = GpuModel::new(ctx.clone(), model).unwrap();
+            let got = match mask {
+                Some(m) => gm.forward_with_mask(x, m, &opts).unwrap(),
+                None => gm.forward(x, &opts).unwrap(),
+            };
+            let who = format!("{} {variant:?} training={}", ctx.describe(), opts.training);
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who} output: {c}");
+            let here = gm.layers_skipping_masked_frames(b, t);
+            if let Some(s) = &skipped {
+                assert_eq!(&here, s, "{who}");
+            }
+            skipped = Some(here);
+        }
+    }
+    skipped.unwrap_or_default()
+}
+
+/// Frames masked at the start (sample 0), in the middle (1), at the end
+/// (2) and everywhere (3) of 4 samples x 6 steps: 12 of 24.
+fn masked_steps() -> Vec<(usize, usize)> {
+    let mut masked = vec![(0, 0), (0, 1), (1, 2), (1, 3), (2, 5), (2, 4)];
+    masked.extend((0..6).map(|t| (3, t)));
+    masked
+}
+
+#[test]
+fn convolution_of_masked_frames_is_skipped_without_changing_the_output() {
+    // Texture conv with 16 channels per invocation (16 filters), then one
+    // with 8 (24 filters), then the storage-buffer conv (5 filters), all
+    // behind a Masking layer and before LSTMs: every one skips masked frames.
+    let mut model = ModelBuilder::new("skip", None, &[9, 8, 2])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(conv(16, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+        .layer(LayerKind::Pool2D(Pool2D {
+            kind: PoolKind::Max,
+            pool: (2, 2),
+            strides: (2, 2),
+            padding: Padding::Valid,
+        }))
+        .layer(conv(24, (2, 2), (1, 1), (1, 1), Padding::Valid, Activation::Tanh))
+        .layer(conv(5, (2, 2), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+        .layer(LayerKind::SpatialDropout { rate: 0.25, mode: DropoutMode::PerTimestep })
+        .layer(LayerKind::Flatten)
+        .layer(dense(6, Activation::Sigmoid))
+        .layer(lstm(7, true))
+        .layer(lstm(5, false))
+        .layer(dense(3, Activation::Softmax))
+        .build()
+        .unwrap();
+    randomize(&mut model, 31);
+    let mut x = input(32, &[4, 6, 9, 8, 2]);
+    mask_frames(&mut x, &masked_steps());
+    for training in [false, true] {
+        let opts = RunOptions { training, seed: 41, ..Default::default() };
+        let skipped = check_output_only(&model, &x, None, &opts);
+        assert_eq!(skipped, ["conv2d", "conv2d_1", "conv2d_2"]);
+        // With layer outputs captured every frame is convolved, as Keras does.
+        check(&model, &x, &opts, Tolerance::GPU_F32);
+    }
+    for ctx in gpu_util::contexts() {
+        let mut gm = GpuModel::new(ctx, &model).unwrap();
+        let opts = RunOptions { capture_layers: true, ..Default::default() };
+        gm.forward(&x, &opts).unwrap();
+        assert!(gm.layers_skipping_masked_frames(4, 6).is_empty());
+    }
+}
+
+#[test]
+fn explicit_mask_skips_masked_frames_only_before_an_lstm() {
+    // The caller's mask: the masked frames hold ordinary values, which a
+    // convolution that wrongly reached the output would reveal.
+    let x = input(33, &[4, 6, 7, 7, 3]);
+    let mut mask = vec![1u8; 24];
+    for (b, t) in masked_steps() {
+        mask[b * 6 + t] = 0;
+    }
+    let seq_lstm = LayerKind::Lstm(Lstm {
+        units: 4,
+        return_sequences: true,
+        zero_output_for_mask: false,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        use_bias: true,
+    });
+    let build = |layers: Vec<LayerKind>| {
+        let mut b = ModelBuilder::new("explicit", None, &[7, 7, 3]);
+        for l in layers {
+            b = b.layer(l);
+        }
+        let mut model = b.build().unwrap();
+        randomize(&mut model, 34);
+        model
+    };
+    let relu8 = || conv(8, (3, 3), (2, 2), (1, 1), Padding::Valid, Activation::Relu);
+    let tanh3 = || conv(3, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Tanh);
+    // Conv, Dense, then an LSTM returning sequences (masked steps repeat
+    // the previous output): both convs skip.
+    let model = build(vec![
+        tanh3(),
+        relu8(),
+        LayerKind::Flatten,
+        dense(5, Activation::Linear),
+        seq_lstm.clone(),
+    ]);
+    let opts = RunOptions::default();
+    assert_eq!(check_output_only(&model, &x, Some(&mask), &opts), ["conv2d", "conv2d_1"]);
+    // A Masking layer after the conv recomputes the mask from its values:
+    // the conv before it computes every frame, the one after may skip.
+    let model = build(vec![
+        relu8(),
+        LayerKind::Masking { mask_value: 0.0 },
+        tanh3(),
+        LayerKind::Flatten,
+        seq_lstm,
+    ]);
+    assert_eq!(check_output_only(&model, &x, Some(&mask), &opts), ["conv2d_1"]);
+    // No LSTM: the conv's values reach the output, nothing is skipped.
+    let model = build(vec![relu8(), LayerKind::Flatten, dense(4, Activation::Linear)]);
+    assert!(check_output_only(&model, &x, Some(&mask), &opts).is_empty());
+}

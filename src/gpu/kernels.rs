@@ -37,7 +37,9 @@ pub struct ConvParams {
     pub groups_x: u32,
     /// Channel blocks per output row: `ceil(cout / workgroup size)`.
     pub co_blocks: u32,
-    pub _pad: u32,
+    /// 1: frames whose timestep mask word (binding 5) is 0 are written as
+    /// zeros instead of convolved.
+    pub skip_masked: u32,
 }
 
 /// `ConvParams` of `shaders/conv2d_texture.wgsl`: those of `conv2d.wgsl`

@@ -178,6 +178,8 @@ struct Plan {
     bytes: u64,
     /// GPU time of each stage, where the device has timestamp queries.
     timestamps: Option<Timestamps>,
+    /// Conv2D layers that leave masked frames uncomputed.
+    skips_masked: Vec<String>,
 }
 
 /// Two timestamps per stage (start, end), resolved and read back with the outputs.
@@ -200,6 +202,7 @@ enum Dispatch {
 /// What planning recorded: the input's and the input mask's virtual
 /// buffers, and what to read back.
 struct Built {
+    skips_masked: Vec<String>,
     input: usize,
     input_mask: Option<usize>,
     reads: Vec<(ReadWhat, usize)>,
@@ -226,7 +229,15 @@ impl GpuModel {
         let limits = ctx.limits().clone();
         // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
         let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
-        let storage_needed = if needs_lstm { 7 } else { 4 };
+        // The buffer convolution binds 5 (with the timestep mask).
+        let needs_conv = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Conv2D(_)));
+        let storage_needed = if needs_lstm {
+            7
+        } else if needs_conv {
+            5
+        } else {
+            4
+        };
         if limits.max_storage_buffers_per_shader_stage < storage_needed {
             return Err(Error::LimitExceeded {
                 what: "storage buffers bound by one kernel".into(),
@@ -285,6 +296,25 @@ impl GpuModel {
     /// allocates, once a forward of that shape has run.
     pub fn plan_bytes(&self, batch: usize, steps: usize) -> Option<u64> {
         self.plans.iter().find(|(k, _)| k.batch == batch && k.steps == steps).map(|(_, p)| p.bytes)
+    }
+
+    /// Names of the Conv2D layers that leave masked frames uncomputed
+    /// (their outputs there are zeros) in the plans for `(batch, steps)`
+    /// built so far. A layer does so when a timestep mask exists, layer
+    /// outputs are not captured, and only per-frame layers and then an
+    /// LSTM follow it, with no Masking layer between.
+    pub fn layers_skipping_masked_frames(&self, batch: usize, steps: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (key, plan) in &self.plans {
+            if key.batch == batch && key.steps == steps {
+                for n in &plan.skips_masked {
+                    if !names.contains(n) {
+                        names.push(n.clone());
+                    }
+                }
+            }
+        }
+        names
     }
 
     fn upload_weights(
@@ -760,6 +790,23 @@ fn conv_uses_textures(kind: &LayerKind) -> bool {
     matches!(kind, LayerKind::Conv2D(c) if c.filters.is_multiple_of(4))
 }
 
+/// True when the values of masked frames of layer `li`'s output can never
+/// be seen, so the layer may leave them uncomputed: the next layers are
+/// per-frame ones (every layer but Masking and LSTM acts on each frame
+/// alone while a time axis exists) up to an LSTM, which skips masked
+/// steps. A Masking layer first would recompute the mask from the values;
+/// no LSTM would let the values reach the output.
+fn masked_frames_unseen(layers: &[Layer], li: usize) -> bool {
+    for layer in layers.iter().skip(li + 1) {
+        match layer.kind {
+            LayerKind::Lstm(_) => return true,
+            LayerKind::Masking { .. } => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
 /// True when an LSTM's recurrence runs `lstm_recurrence_texture.wgsl`
 /// (units a multiple of 4); `lstm_recurrence.wgsl` otherwise.
 fn lstm_uses_textures(kind: &LayerKind) -> bool {
@@ -1129,6 +1176,7 @@ impl Planner<'_> {
             if key.masked_input { Some(self.vbuf("input mask".into(), b * t)?) } else { None };
         let mut mask: Option<usize> = input_mask;
         let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
+        let mut skips_masked = Vec::new();
         let model = self.model;
         for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
             let steps = if info.input.timed { t } else { 1 };
@@ -1207,6 +1255,19 @@ impl Planner<'_> {
                     } else {
                         self.workgroups(n * oh * co_blocks, &name)?
                     };
+                    // Masked frames need no convolution when nothing can
+                    // see their values: outputs not captured and only
+                    // per-frame layers, then an LSTM (which skips masked
+                    // steps), with no Masking layer recomputing the mask.
+                    let skip_mask = match mask {
+                        Some(m) if !key.capture && masked_frames_unseen(&model.layers, li) => {
+                            log::debug!("{name}: convolution skips masked frames");
+                            skips_masked.push(name.clone());
+                            Some(m)
+                        }
+                        _ => None,
+                    };
+                    let mask_res = skip_mask.map_or(Res::Ones, Res::Virtual);
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -1227,7 +1288,7 @@ impl Planner<'_> {
                         has_bias: u32::from(c.use_bias),
                         groups_x,
                         co_blocks: co_blocks as u32,
-                        _pad: 0,
+                        skip_masked: u32::from(skip_mask.is_some()),
                     };
                     let bias = if c.use_bias {
                         Res::Weight { layer: li, part: WeightPart::Bias }
@@ -1254,6 +1315,7 @@ impl Planner<'_> {
                                 (2, Res::WeightTex { layer: li, chunk: 0 }),
                                 (3, bias),
                                 (4, Res::Virtual(y)),
+                                (5, mask_res),
                             ],
                             (gx, gy, 1),
                         );
@@ -1268,6 +1330,7 @@ impl Planner<'_> {
                                 (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
                                 (3, bias),
                                 (4, Res::Virtual(y)),
+                                (5, mask_res),
                             ],
                             (gx, gy, 1),
                         );
@@ -1467,7 +1530,7 @@ impl Planner<'_> {
         };
         reads.push((ReadWhat::Output(shape), value));
         let _ = input;
-        Ok(Built { input, input_mask, reads })
+        Ok(Built { skips_masked, input, input_mask, reads })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1520,7 +1583,7 @@ impl Planner<'_> {
 
     /// Assigns physical buffers and creates bind groups and staging buffers.
     fn materialize(mut self, built: Built) -> Result<Plan> {
-        let Built { input, input_mask, reads } = built;
+        let Built { skips_masked, input, input_mask, reads } = built;
         let model = self.model;
         let ctx = &model.ctx;
         let device = &ctx.device;
@@ -1754,6 +1817,7 @@ impl Planner<'_> {
             dropouts: dropout_uniforms,
             readbacks,
             bytes: total,
+            skips_masked,
         })
     }
 }
