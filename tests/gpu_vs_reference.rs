@@ -550,3 +550,97 @@ fn explicit_mask_skips_masked_frames_only_before_an_lstm() {
     let model = build(vec![relu8(), LayerKind::Flatten, dense(4, Activation::Linear)]);
     assert!(check_output_only(&model, &x, Some(&mask), &opts).is_empty());
 }
+
+/// Whether each channel map (b, t, c) of a `[B, T, H, W, C]` value is all zeros.
+fn zero_maps(v: &Tensor) -> Vec<bool> {
+    let s = v.shape();
+    let (frames, pixels, c) = (s[0] * s[1], s[2] * s[3], s[4]);
+    let mut out = Vec::with_capacity(frames * c);
+    for f in 0..frames {
+        for ch in 0..c {
+            out.push((0..pixels).all(|p| v.data()[(f * pixels + p) * c + ch] == 0.0));
+        }
+    }
+    out
+}
+
+#[test]
+fn spatial_dropout_fused_into_the_conv_matches_reference() {
+    // Each conv kernel (texture entries `main` for 16 filters and `main8`
+    // for 8, the storage-buffer conv for 5) followed by SpatialDropout2D
+    // and SpatialDropout3D. Sigmoid outputs are never 0, so the zero
+    // channel maps are exactly the dropped channels, which the test
+    // derives from the hash (src/rng.rs) as well as from the reference.
+    let (b, t) = (5, 3);
+    let x = input(51, &[b, t, 7, 6, 3]);
+    for (filters, mode) in [
+        (16, DropoutMode::PerTimestep),
+        (8, DropoutMode::PerSample),
+        (5, DropoutMode::PerTimestep),
+        (16, DropoutMode::PerSample),
+        (5, DropoutMode::PerSample),
+    ] {
+        let rate = 0.4;
+        let mut model = ModelBuilder::new("fused", None, &[7, 6, 3])
+            .layer(conv(filters, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+            .layer(LayerKind::SpatialDropout { rate, mode })
+            .build()
+            .unwrap();
+        randomize(&mut model, 52);
+        let opts = RunOptions { training: true, seed: 2024, capture_layers: false };
+        let want = reference::forward(&model, &x, &opts).unwrap();
+        // Expected zero maps from the semantics: layer 1's seed, channel c
+        // of (b, t) dropped unless rng::keep, t = 0 for SpatialDropout3D.
+        let seed = rng::layer_seed(opts.seed, 1);
+        let thr = rng::drop_threshold(rate);
+        let mut dropped = Vec::new();
+        for s in 0..b {
+            for st in 0..t {
+                let tt = if mode == DropoutMode::PerSample { 0 } else { st };
+                for ch in 0..filters {
+                    dropped.push(!rng::keep(seed, thr, s as u32, tt as u32, ch as u32));
+                }
+            }
+        }
+        assert!(dropped.iter().any(|&d| d) && dropped.iter().any(|&d| !d));
+        assert_eq!(zero_maps(&want.output), dropped, "reference, {filters} filters {mode:?}");
+        // Every adapter, and with 16 KiB bindings: the batch then runs in
+        // slices, whose samples keep their indices in the hash.
+        let mut contexts = gpu_util::contexts();
+        for ctx in gpu_util::contexts() {
+            let backend = format!("{:?}", ctx.adapter_info().backend).to_lowercase();
+            let small = gpu::ContextOptions {
+                backend: Some(backend),
+                max_binding: Some(16 << 10),
+                ..Default::default()
+            };
+            contexts.push(gpu::Context::new(&small).unwrap());
+        }
+        for ctx in contexts {
+            let who = format!("{} {filters} filters {mode:?}", ctx.describe());
+            let mut gm = GpuModel::new(ctx.clone(), &model).unwrap();
+            let got = gm.forward(&x, &opts).unwrap();
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who}: {c}");
+            assert_eq!(zero_maps(&got.output), dropped, "{who}");
+            // Fused: no dropout stage of its own.
+            let profiled = gm.forward_profiled(&x, &opts).unwrap();
+            assert_eq!(profiled.output.data(), got.output.data(), "{who}");
+            let names: Vec<&str> = profiled.timings.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.iter().all(|n| !n.starts_with("spatial_dropout")), "{who}: {names:?}");
+            // Captured, the dropout runs on its own and agrees too.
+            let captured = RunOptions { capture_layers: true, ..opts.clone() };
+            let got = gm.forward(&x, &captured).unwrap();
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who} captured: {c}");
+            assert_eq!(zero_maps(&got.output), dropped, "{who} captured");
+            let profiled = gm.forward_profiled(&x, &captured).unwrap();
+            let names: Vec<&str> = profiled.timings.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.iter().any(|n| n.starts_with("spatial_dropout")), "{who}: {names:?}");
+        }
+    }
+}

@@ -103,7 +103,7 @@ struct OpDesc {
     /// `(binding, resource)` in binding order.
     bindings: Vec<(u32, Res)>,
     groups: (u32, u32, u32),
-    /// Index into `dropouts` when the uniform carries a per-call seed.
+    /// Index into `dropouts` when a uniform carries a per-call seed.
     dropout: Option<usize>,
     /// When set, this is no dispatch but a copy of binding 0's buffer into
     /// this virtual texture.
@@ -216,7 +216,8 @@ struct Planner<'a> {
     vbufs: Vec<VBuf>,
     ops: Vec<OpDesc>,
     stages: Vec<StageDesc>,
-    dropouts: Vec<(DropoutParams, usize)>,
+    /// Per-call dropout uniforms: (params, layer index, uniform binding).
+    dropouts: Vec<(DropoutParams, usize, u32)>,
     /// Texture copies of virtual buffers: (source, texture rows, format).
     vtex: Vec<(usize, u32, wgpu::TextureFormat)>,
 }
@@ -1177,6 +1178,8 @@ impl Planner<'_> {
         let mut mask: Option<usize> = input_mask;
         let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
         let mut skips_masked = Vec::new();
+        // The SpatialDropout layer a conv applies in its epilogue.
+        let mut fused_dropout: Option<usize> = None;
         let model = self.model;
         for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
             let steps = if info.input.timed { t } else { 1 };
@@ -1268,6 +1271,38 @@ impl Planner<'_> {
                         _ => None,
                     };
                     let mask_res = skip_mask.map_or(Res::Ones, Res::Virtual);
+                    // A SpatialDropout right after, in training mode, runs in
+                    // the conv's epilogue unless its input is captured.
+                    let drop = match model.layers.get(li + 1).map(|l| &l.kind) {
+                        Some(LayerKind::SpatialDropout { rate, mode })
+                            if key.training && !key.capture =>
+                        {
+                            log::debug!(
+                                "{name}: {} fused into the convolution",
+                                model.layers[li + 1].name
+                            );
+                            fused_dropout = Some(li + 1);
+                            DropoutParams {
+                                batch: b as u32,
+                                steps: t as u32,
+                                step_len: (oh * ow * c.filters) as u32,
+                                channels: c.filters as u32,
+                                mode: match mode {
+                                    DropoutMode::PerTimestep => 0,
+                                    DropoutMode::PerSample => 1,
+                                },
+                                seed: 0,
+                                threshold: rng::drop_threshold(*rate),
+                                scale: rng::keep_scale(*rate),
+                                groups_x: 0,
+                                sample_offset: 0,
+                                _pad: [0; 2],
+                            }
+                        }
+                        // Threshold 0: the kernel applies no dropout.
+                        _ => DropoutParams { scale: 1.0, ..bytemuck::Zeroable::zeroed() },
+                    };
+                    let drop_res = Res::Uniform(bytemuck::bytes_of(&drop).to_vec());
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -1316,6 +1351,7 @@ impl Planner<'_> {
                                 (3, bias),
                                 (4, Res::Virtual(y)),
                                 (5, mask_res),
+                                (6, drop_res),
                             ],
                             (gx, gy, 1),
                         );
@@ -1331,9 +1367,16 @@ impl Planner<'_> {
                                 (3, bias),
                                 (4, Res::Virtual(y)),
                                 (5, mask_res),
+                                (6, drop_res),
                             ],
                             (gx, gy, 1),
                         );
+                    }
+                    if fused_dropout == Some(li + 1) {
+                        self.dropouts.push((drop, li + 1, 6));
+                        if let Some(op) = self.ops.last_mut() {
+                            op.dropout = Some(self.dropouts.len() - 1);
+                        }
                     }
                     value = y;
                 }
@@ -1381,6 +1424,9 @@ impl Planner<'_> {
                         (gx, gy, 1),
                     );
                     value = y;
+                }
+                LayerKind::SpatialDropout { .. } if fused_dropout == Some(li) => {
+                    // Applied by the conv before it: the value is aliased.
                 }
                 LayerKind::SpatialDropout { rate, mode } if key.training => {
                     let channels = *info.input.dims.last().unwrap_or(&1);
@@ -1574,7 +1620,7 @@ impl Planner<'_> {
             ],
             (gx, gy, 1),
         );
-        self.dropouts.push((params, li));
+        self.dropouts.push((params, li, 0));
         if let Some(op) = self.ops.last_mut() {
             op.dropout = Some(self.dropouts.len() - 1);
         }
@@ -1760,8 +1806,8 @@ impl Planner<'_> {
                 })
             })?;
             if let Some(d) = op.dropout {
-                if let Some((_, buf)) = uniforms.first() {
-                    let (params, layer) = self.dropouts[d];
+                let (params, layer, binding) = self.dropouts[d];
+                if let Some((_, buf)) = uniforms.iter().find(|(b, _)| *b == binding) {
                     dropout_uniforms.push((buf.clone(), params, layer));
                 }
             }
