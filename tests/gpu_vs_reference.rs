@@ -3,7 +3,7 @@
 
 mod gpu_util;
 
-use cnn_lstm::gpu::{GpuModel, MatmulVariant};
+use cnn_lstm::gpu::{GpuModel, LstmRecurrence, MatmulVariant};
 use cnn_lstm::tolerance::{compare, Tolerance};
 use cnn_lstm::*;
 
@@ -641,6 +641,63 @@ fn spatial_dropout_fused_into_the_conv_matches_reference() {
             let profiled = gm.forward_profiled(&x, &captured).unwrap();
             let names: Vec<&str> = profiled.timings.iter().map(|s| s.name.as_str()).collect();
             assert!(names.iter().any(|n| n.starts_with("spatial_dropout")), "{who}: {names:?}");
+        }
+    }
+}
+
+#[test]
+fn lstm_recurrence_persistent_and_per_step_match_reference() {
+    // Units multiples of 4 (the texture kernels): 12 with
+    // zero_output_for_mask, 68 returning only the last output, 4 after it.
+    let lstm_z = |units: usize, seq: bool, zero: bool| {
+        LayerKind::Lstm(Lstm {
+            units,
+            return_sequences: seq,
+            zero_output_for_mask: zero,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::HardSigmoid,
+            use_bias: true,
+        })
+    };
+    let mut model = ModelBuilder::new("rec", None, &[6])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(lstm_z(12, true, true))
+        .layer(lstm_z(68, true, false))
+        .layer(lstm_z(4, false, true))
+        .build()
+        .unwrap();
+    randomize(&mut model, 61);
+    let mut inputs = Vec::new();
+    let mut x = input(62, &[4, 6, 6]);
+    mask_frames(&mut x, &masked_steps());
+    inputs.push(x);
+    inputs.push(input(63, &[1, 9, 6]));
+    inputs.push(input(64, &[8, 1, 6]));
+    for x in &inputs {
+        for capture_layers in [true, false] {
+            let opts = RunOptions { capture_layers, ..Default::default() };
+            let want = reference::forward(&model, x, &opts).unwrap();
+            for ctx in gpu_util::contexts() {
+                let mut gm = GpuModel::new(ctx.clone(), &model).unwrap();
+                for r in [LstmRecurrence::Persistent, LstmRecurrence::PerStep, LstmRecurrence::Auto]
+                {
+                    gm.set_lstm_recurrence(r);
+                    let got = gm.forward(x, &opts).unwrap();
+                    let who = format!("{} {r:?} {:?}", ctx.describe(), x.shape());
+                    assert_eq!(got.layers.len(), want.layers.len(), "{who}");
+                    for (g, w) in got.layers.iter().zip(&want.layers) {
+                        let c = compare(g.value.data(), w.value.data(), w.value.shape(), {
+                            Tolerance::GPU_F32
+                        });
+                        assert!(c.is_ok(), "{who} layer {}: {c}", g.name);
+                        assert_eq!(g.mask, w.mask, "{who} layer {} mask", g.name);
+                    }
+                    let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                        Tolerance::GPU_F32
+                    });
+                    assert!(c.is_ok(), "{who} output: {c}");
+                }
+            }
         }
     }
 }

@@ -177,6 +177,18 @@ pub struct LstmTexParams {
     pub tex_shift: u32,
 }
 
+/// `LstmStepParams` of `shaders/lstm_step_texture.wgsl`: those of
+/// [`LstmTexParams`], then the timestep of this dispatch and the grid width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct LstmStepParams {
+    pub tex: LstmTexParams,
+    /// The timestep this dispatch computes.
+    pub step: u32,
+    pub groups_x: u32,
+    pub _pad: [u32; 2],
+}
+
 // The WGSL structs hold only 4-byte scalars, so their sizes are 4 x fields.
 const _: () = assert!(std::mem::size_of::<MaskParams>() == 16);
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
@@ -188,3 +200,4 @@ const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);
 const _: () = assert!(std::mem::size_of::<LstmTexParams>() == 32);
+const _: () = assert!(std::mem::size_of::<LstmStepParams>() == 48);

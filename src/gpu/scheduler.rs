@@ -37,6 +37,23 @@ const SPLITK_QUADS: usize = 4;
 /// Fewest K values per split-K slice: enough work per workgroup.
 const SPLITK_MIN_SLICE: usize = 1024;
 
+/// How an LSTM whose units are a multiple of 4 runs its recurrence (other
+/// unit counts always run `lstm_recurrence.wgsl`, one persistent dispatch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LstmRecurrence {
+    /// Chosen per shape: [`LstmRecurrence::PerStep`] when a step has at
+    /// least 128 gate quads (B x U >= 128) and T <= 4096,
+    /// [`LstmRecurrence::Persistent`] otherwise (measured on lavapipe).
+    #[default]
+    Auto,
+    /// `lstm_recurrence_texture.wgsl`: one dispatch for all T steps, one
+    /// workgroup per sample.
+    Persistent,
+    /// `lstm_step_texture.wgsl`: two dispatches per step, each spread over
+    /// B x U gate quads (then B x U / 4 unit quads).
+    PerStep,
+}
+
 /// A model whose weights live on the GPU, ready to run forward passes.
 pub struct GpuModel {
     ctx: Arc<Context>,
@@ -55,6 +72,8 @@ pub struct GpuModel {
     weight_bytes: u64,
     /// The model with its weights dropped: layer facts and training checks.
     checks: Model,
+    /// How LSTM recurrences are dispatched.
+    recurrence: LstmRecurrence,
 }
 
 #[derive(Default)]
@@ -274,6 +293,7 @@ impl GpuModel {
             tex_shift: (limits.max_texture_dimension_2d.clamp(1, 4096)).ilog2(),
             weight_bytes: 0,
             checks: model.without_weights(),
+            recurrence: LstmRecurrence::Auto,
         };
         for (index, layer) in model.layers().iter().enumerate() {
             let w = gm.upload_weights(model, index, layer)?;
@@ -286,6 +306,15 @@ impl GpuModel {
     /// The context this model runs on.
     pub fn context(&self) -> &Arc<Context> {
         &self.ctx
+    }
+
+    /// Sets how LSTM recurrences are dispatched (default
+    /// [`LstmRecurrence::Auto`]); plans made so far are dropped.
+    pub fn set_lstm_recurrence(&mut self, recurrence: LstmRecurrence) {
+        if recurrence != self.recurrence {
+            self.recurrence = recurrence;
+            self.plans.clear();
+        }
     }
 
     /// Bytes of weights on the GPU.
@@ -529,11 +558,13 @@ impl GpuModel {
                     }
                 }
                 LayerKind::Lstm(_) => {
-                    wanted.push(if lstm_uses_textures(&layer.kind) {
-                        (Shader::LstmRecurrenceTexture, "main")
+                    if lstm_uses_textures(&layer.kind) {
+                        wanted.push((Shader::LstmRecurrenceTexture, "main"));
+                        wanted.push((Shader::LstmStepTexture, "gates"));
+                        wanted.push((Shader::LstmStepTexture, "cell"));
                     } else {
-                        (Shader::LstmRecurrence, "main")
-                    });
+                        wanted.push((Shader::LstmRecurrence, "main"));
+                    }
                     wanted.push((matmul, "main"));
                     wanted.push((Shader::MatmulSplitK, "partial"));
                     wanted.push((Shader::MatmulSplitK, "reduce"));
@@ -806,6 +837,20 @@ fn masked_frames_unseen(layers: &[Layer], li: usize) -> bool {
         }
     }
     false
+}
+
+/// True when [`LstmRecurrence::Auto`] runs an LSTM recurrence of `units`
+/// (a multiple of 4) for `batch` samples and `steps` timesteps as two
+/// dispatches per step rather than one persistent dispatch: when a step
+/// has at least 128 gate quads (B x U), two workgroups' worth. Measured on
+/// lavapipe (2 cores, T = 10 and 30): per-step was faster from B x U = 128
+/// on (U = 128, B = 1: 6.4 -> 4.5 ms at T = 30; U = 256, B = 8: 254 -> 211
+/// ms; U = 32, B = 8: 11.2 -> 7.6 ms), slower below (U = 32, B = 1: 0.84 ->
+/// 1.56 ms), where the two dispatches per step cost more than they spread.
+/// Beyond 4096 steps the persistent kernel is kept, bounding the plan's
+/// uniforms and bind groups (two per step).
+fn per_step_recurrence(batch: usize, steps: usize, units: usize) -> bool {
+    batch * units >= 128 && steps <= 4096
 }
 
 /// True when an LSTM's recurrence runs `lstm_recurrence_texture.wgsl`
@@ -1532,22 +1577,80 @@ impl Planner<'_> {
                         let r = Res::Weight { layer: li, part: WeightPart::Recurrent };
                         (Shader::LstmRecurrence, bytes, r)
                     };
-                    self.op(
-                        rec,
-                        shader,
-                        "main",
-                        vec![
-                            (0, Res::Uniform(uniform)),
-                            (1, Res::Virtual(xproj)),
-                            (2, recurrent),
-                            (3, mask_res),
-                            (4, Res::Virtual(state)),
-                            (5, Res::Virtual(seq)),
-                            (6, Res::Virtual(last)),
-                            (7, Res::Virtual(cseq)),
-                        ],
-                        (b as u32, 1, 1),
-                    );
+                    let per_step = tex
+                        && match self.model.recurrence {
+                            LstmRecurrence::Auto => per_step_recurrence(b, t, u),
+                            LstmRecurrence::Persistent => false,
+                            LstmRecurrence::PerStep => true,
+                        };
+                    if per_step {
+                        log::debug!("{name}: recurrence in 2 dispatches per step (B={b}, U={u})");
+                        let tex_params = LstmTexParams {
+                            batch: params.batch,
+                            steps: params.steps,
+                            units: params.units,
+                            act: params.act,
+                            rec_act: params.rec_act,
+                            zero_output_for_mask: params.zero_output_for_mask,
+                            write_seq: params.write_seq,
+                            tex_shift: self.model.tex_shift,
+                        };
+                        let (gx, gy, gates_x) = self.grid(b * u, &name)?;
+                        let (cx, cy, cell_x) = self.grid(b * u / 4, &name)?;
+                        for step in 0..t as u32 {
+                            let p = LstmStepParams {
+                                tex: tex_params,
+                                step,
+                                groups_x: gates_x,
+                                _pad: [0; 2],
+                            };
+                            self.op(
+                                rec,
+                                Shader::LstmStepTexture,
+                                "gates",
+                                vec![
+                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (1, Res::Virtual(xproj)),
+                                    (2, Res::RecurrentTex { layer: li }),
+                                    (3, mask_res.clone()),
+                                    (4, Res::Virtual(state)),
+                                ],
+                                (gx, gy, 1),
+                            );
+                            let p = LstmStepParams { groups_x: cell_x, ..p };
+                            self.op(
+                                rec,
+                                Shader::LstmStepTexture,
+                                "cell",
+                                vec![
+                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (3, mask_res.clone()),
+                                    (4, Res::Virtual(state)),
+                                    (5, Res::Virtual(seq)),
+                                    (6, Res::Virtual(last)),
+                                    (7, Res::Virtual(cseq)),
+                                ],
+                                (cx, cy, 1),
+                            );
+                        }
+                    } else {
+                        self.op(
+                            rec,
+                            shader,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(uniform)),
+                                (1, Res::Virtual(xproj)),
+                                (2, recurrent),
+                                (3, mask_res),
+                                (4, Res::Virtual(state)),
+                                (5, Res::Virtual(seq)),
+                                (6, Res::Virtual(last)),
+                                (7, Res::Virtual(cseq)),
+                            ],
+                            (b as u32, 1, 1),
+                        );
+                    }
                     value = if l.return_sequences { seq } else { last };
                     if !l.return_sequences {
                         mask = None;
