@@ -5,41 +5,10 @@
 
 use std::time::Instant;
 
-use cnn_lstm::model::{Activation, Conv2D, Dense, DropoutMode, Lstm, Padding};
-use cnn_lstm::{init, reference, LayerKind, ModelBuilder, RunOptions, Tensor};
+use cnn_lstm::{init, reference, zoo, RunOptions, Tensor};
 
 fn main() -> cnn_lstm::Result<()> {
-    let lstm = |units, return_sequences| {
-        LayerKind::Lstm(Lstm {
-            units,
-            return_sequences,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        })
-    };
-    let mut model = ModelBuilder::new("article", None, &[64, 64, 3])
-        .layer(LayerKind::Masking { mask_value: 0.0 })
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 32,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
-        .layer(LayerKind::SpatialDropout { rate: 0.2, mode: DropoutMode::PerTimestep })
-        .layer(LayerKind::Flatten)
-        .layer(lstm(64, true))
-        .layer(lstm(32, false))
-        .layer(LayerKind::Dense(Dense {
-            units: 10,
-            activation: Activation::Softmax,
-            use_bias: true,
-        }))
-        .build()?;
+    let mut model = zoo::article("article", zoo::ArticleSize::FULL, true)?;
     let start = Instant::now();
     init::keras_default_weights(&mut model, 1)?;
     println!("init {} params: {:.2?}", model.param_count(), start.elapsed());

@@ -28,9 +28,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::forward::{RunOptions, StageTiming};
 use crate::gpu::{Context, ContextOptions, GpuModel};
-use crate::model::{
-    Activation, Conv2D, Dense, DropoutMode, LayerKind, Lstm, Model, ModelBuilder, Padding,
-};
+use crate::model::{Activation, Dense, LayerKind, Model, ModelBuilder};
 use crate::tensor::Tensor;
 
 /// Which model to run.
@@ -219,29 +217,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn conv(filters: usize) -> LayerKind {
-    LayerKind::Conv2D(Conv2D {
-        filters,
-        kernel: (3, 3),
-        strides: (1, 1),
-        dilation: (1, 1),
-        padding: Padding::Valid,
-        activation: Activation::Relu,
-        use_bias: true,
-    })
-}
-
-fn lstm(units: usize, return_sequences: bool) -> LayerKind {
-    LayerKind::Lstm(Lstm {
-        units,
-        return_sequences,
-        zero_output_for_mask: false,
-        activation: Activation::Tanh,
-        recurrent_activation: Activation::Sigmoid,
-        use_bias: true,
-    })
-}
-
 /// The article's Example 1 layers on `side x side x 3` frames, with Keras
 /// default initial weights (seed 1).
 pub fn article_like(
@@ -250,18 +225,8 @@ pub fn article_like(
     filters: usize,
     units: (usize, usize),
 ) -> Result<Model> {
-    let mut model = ModelBuilder::new(name, None, &[side, side, 3])
-        .layer(conv(filters))
-        .layer(LayerKind::SpatialDropout { rate: 0.2, mode: DropoutMode::PerTimestep })
-        .layer(LayerKind::Flatten)
-        .layer(lstm(units.0, true))
-        .layer(lstm(units.1, false))
-        .layer(LayerKind::Dense(Dense {
-            units: 10,
-            activation: Activation::Softmax,
-            use_bias: true,
-        }))
-        .build()?;
+    let size = crate::zoo::ArticleSize { side, filters, units };
+    let mut model = crate::zoo::article(name, size, false)?;
     crate::init::keras_default_weights(&mut model, 1)?;
     Ok(model)
 }

@@ -60,6 +60,7 @@ pub mod shaders;
 pub mod summary;
 pub mod tensor;
 pub mod tolerance;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use forward::{Forward, LayerOutput, RunOptions, StageTiming};

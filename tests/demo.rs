@@ -131,10 +131,7 @@ fn demo_on_the_cpu_reproduces_the_keras_trained_model() {
 /// from `rng::keep` with the documented layer seed.
 #[test]
 fn demo_training_on_the_cpu_reports_the_hash_drops() {
-    use cnn_lstm::{
-        init, reference, rng, Activation, Conv2D, Dense, DropoutMode, LayerKind, Lstm,
-        ModelBuilder, Padding, RunOptions,
-    };
+    use cnn_lstm::{init, reference, rng, zoo, RunOptions};
     let (batch, steps, seed) = (2usize, 4usize, 3u64);
     let out = cnn_lstm(&[
         "demo",
@@ -152,38 +149,7 @@ fn demo_training_on_the_cpu_reports_the_hash_drops() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
 
-    let lstm = |units, return_sequences| {
-        LayerKind::Lstm(Lstm {
-            units,
-            return_sequences,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        })
-    };
-    let mut model = ModelBuilder::new("article", None, &[64, 64, 3])
-        .layer(LayerKind::Masking { mask_value: 0.0 })
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 32,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
-        .layer(LayerKind::SpatialDropout { rate: 0.2, mode: DropoutMode::PerTimestep })
-        .layer(LayerKind::Flatten)
-        .layer(lstm(64, true))
-        .layer(lstm(32, false))
-        .layer(LayerKind::Dense(Dense {
-            units: 10,
-            activation: Activation::Softmax,
-            use_bias: true,
-        }))
-        .build()
-        .unwrap();
+    let mut model = zoo::article("article", zoo::ArticleSize::FULL, true).unwrap();
     init::keras_default_weights(&mut model, seed).unwrap();
     let (x, _) = clips(batch, steps, seed);
     let opts = RunOptions { training: true, seed, capture_layers: true };

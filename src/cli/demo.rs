@@ -16,10 +16,7 @@ use std::time::{Duration, Instant};
 use cnn_lstm::digits::{render_clips, ClipInfo, ClipStyle, Digits};
 use cnn_lstm::keras::{self, StoredTensor};
 use cnn_lstm::summary::{summary, thousands};
-use cnn_lstm::{
-    rng, Activation, Conv2D, Dense, DropoutMode, Error, Forward, LayerKind, Lstm, Model,
-    ModelBuilder, Padding, Result, RunOptions, Tensor, Tolerance,
-};
+use cnn_lstm::{rng, Error, Forward, LayerKind, Model, Result, RunOptions, Tensor, Tolerance};
 
 use super::run_device::{self, Gpu, Step};
 use super::{say, CliResult, DemoArgs, Device, Failure};
@@ -45,37 +42,7 @@ const TRAINED_CPU_CHUNK: usize = 32;
 /// The article's Example 1 at full size (64x64x3 frames, any T) with Example
 /// 3's `Masking(0.0)` in front: 31,520,330 parameters, zero-initialised.
 pub fn article_model() -> Result<Model> {
-    let lstm = |units, return_sequences| {
-        LayerKind::Lstm(Lstm {
-            units,
-            return_sequences,
-            zero_output_for_mask: false,
-            activation: Activation::Tanh,
-            recurrent_activation: Activation::Sigmoid,
-            use_bias: true,
-        })
-    };
-    ModelBuilder::new("article_example_1_masked", None, &[64, 64, 3])
-        .layer(LayerKind::Masking { mask_value: 0.0 })
-        .layer(LayerKind::Conv2D(Conv2D {
-            filters: 32,
-            kernel: (3, 3),
-            strides: (1, 1),
-            dilation: (1, 1),
-            padding: Padding::Valid,
-            activation: Activation::Relu,
-            use_bias: true,
-        }))
-        .layer(LayerKind::SpatialDropout { rate: 0.2, mode: DropoutMode::PerTimestep })
-        .layer(LayerKind::Flatten)
-        .layer(lstm(64, true))
-        .layer(lstm(32, false))
-        .layer(LayerKind::Dense(Dense {
-            units: 10,
-            activation: Activation::Softmax,
-            use_bias: true,
-        }))
-        .build()
+    cnn_lstm::zoo::article("article_example_1_masked", cnn_lstm::zoo::ArticleSize::FULL, true)
 }
 
 /// Runs the demo; fails when a check does not pass.
