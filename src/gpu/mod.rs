@@ -5,4 +5,4 @@ pub mod kernels;
 mod scheduler;
 
 pub use context::{list_adapters, parse_backend, Context, ContextOptions, MatmulVariant};
-pub use scheduler::GpuModel;
+pub use scheduler::{GpuModel, LstmRecurrence};
