@@ -124,9 +124,13 @@ pub fn read_f32_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tenso
 ///
 /// The file is written beside `path` under a temporary name and renamed
 /// over `path` only when complete, so a failure never leaves a half-written
-/// file at `path`.
+/// file at `path`. Because the rename replaces whatever `path` names, an
+/// existing `path` that is not a regular file (a directory, a symlink, a
+/// FIFO, a device, a socket) is refused with [`Error::Format`] and left as
+/// it is.
 pub fn write_tensors(path: impl AsRef<Path>, tensors: &[(String, StoredTensor)]) -> Result<()> {
     let path = path.as_ref();
+    check_replaceable(path)?;
     let bytes = serialize_tensors(tensors, &path.display().to_string())?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
@@ -142,6 +146,53 @@ pub fn write_tensors(path: impl AsRef<Path>, tensors: &[(String, StoredTensor)])
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// Fails unless `path` is absent or a regular file, which the atomic rename
+/// of [`write_tensors`] may replace.
+fn check_replaceable(path: &Path) -> Result<()> {
+    // symlink_metadata: a symlink is judged itself, not by its target.
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let shown = path.display().to_string();
+    if ft.is_dir() {
+        return Err(Error::format(shown, "is a directory; give a file path"));
+    }
+    let kind = if ft.is_symlink() { "a symbolic link" } else { special_kind(&ft) };
+    Err(Error::format(
+        shown,
+        format!(
+            "is {kind}, not a regular file; cnn-lstm writes its output to a new file and \
+             renames it over the path, which would replace the {kind} itself; give the path \
+             of a regular file (or of one that does not exist yet)"
+        ),
+    ))
+}
+
+/// Names a file type that is neither a regular file, a directory nor a symlink.
+#[cfg(unix)]
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+/// Names a file type that is neither a regular file, a directory nor a symlink.
+#[cfg(not(unix))]
+fn special_kind(_ft: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 /// Serializes tensors to safetensors bytes; `source` names the target in errors.
