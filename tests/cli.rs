@@ -85,6 +85,37 @@ fn summary_of_the_demo_model_matches_keras() {
 }
 
 #[test]
+fn summary_reads_a_model_from_a_pipe() {
+    // Process substitution hands the binary a pipe (/dev/fd/N), not a file.
+    let model = fixture("article_small").join("model.json");
+    let from_file = cnn_lstm(&["summary", path(&model)]);
+    assert_eq!(from_file.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_file.stderr));
+    let script =
+        format!("exec '{}' summary <(cat '{}')", env!("CARGO_BIN_EXE_cnn-lstm"), path(&model));
+    let from_pipe = Command::new("bash")
+        .args(["-c", &script])
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(from_pipe.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_pipe.stderr));
+    assert_eq!(from_pipe.stdout, from_file.stdout);
+    assert!(String::from_utf8_lossy(&from_pipe.stdout).contains("Total params"));
+}
+
+#[test]
+fn an_endless_stream_is_refused_at_the_cap() {
+    // /dev/zero is only read. Model JSON is capped at 64 MiB = 67108864 bytes.
+    if !Path::new("/dev/zero").exists() {
+        eprintln!("skipped: no /dev/zero");
+        return;
+    }
+    let line = assert_one_error_line(&cnn_lstm(&["summary", "/dev/zero"]));
+    assert!(line.contains("/dev/zero") && line.contains("67108864 bytes"), "{line}");
+    assert!(line.contains("not a regular file"), "{line}");
+}
+
+#[test]
 fn missing_files_are_one_line_errors() {
     let line = assert_one_error_line(&cnn_lstm(&["summary", "/nonexistent/model.json"]));
     assert!(line.contains("model.json"), "{line}");

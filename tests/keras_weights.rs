@@ -130,6 +130,51 @@ fn writing_over_a_non_regular_file_is_refused_and_leaves_it_alone() {
 }
 
 #[test]
+fn reads_are_capped_on_regular_files_and_pipes() {
+    let dir = scratch("read_caps");
+    // A regular file: at most `max` bytes, whatever the stream cap.
+    let file = dir.join("ten");
+    std::fs::write(&file, [7u8; 10]).unwrap();
+    assert_eq!(keras::read_file_capped(&file, 10, 1).unwrap(), vec![7u8; 10]);
+    match keras::read_file_capped(&file, 9, u64::MAX) {
+        Err(Error::Format { path, message }) => {
+            assert_eq!(path, file.display().to_string());
+            assert!(message.contains("more than 9 bytes"), "{message}");
+        }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    // A FIFO: at most min(max, stream cap) bytes.
+    let fifo = dir.join("pipe");
+    mkfifo(&fifo);
+    let read_fifo = |max: u64, stream_max: u64| {
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            // 100 bytes fit the pipe's buffer, so the writer never blocks on a
+            // reader that stopped early.
+            let mut f = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+            let _ = f.write_all(&[3u8; 100]);
+        });
+        let got = keras::read_file_capped(&fifo, max, stream_max);
+        writer.join().unwrap();
+        got
+    };
+    assert_eq!(read_fifo(u64::MAX, 100).unwrap(), vec![3u8; 100]);
+    assert_eq!(read_fifo(100, u64::MAX).unwrap(), vec![3u8; 100]);
+    for (max, stream_max) in [(u64::MAX, 99), (99, u64::MAX)] {
+        match read_fifo(max, stream_max) {
+            Err(Error::Format { path, message }) => {
+                assert_eq!(path, fifo.display().to_string());
+                assert!(message.contains("not a regular file"), "{message}");
+                assert!(message.contains("more than 99 bytes"), "{message}");
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+    assert!(keras::MAX_STREAM_BYTES == 1 << 30);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn missing_extra_and_misshapen_weights_are_named() {
     let dir = scratch("bad_weights");
     let path = dir.join("w.safetensors");

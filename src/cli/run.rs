@@ -58,7 +58,7 @@ pub fn mask_tensor(layer: &LayerOutput) -> Result<Option<StoredTensor>> {
 pub fn load_model(model: &Path, weights: Option<&Path>) -> Result<Model> {
     let mut model = run_device::model_from_file(model)?;
     if let Some(path) = weights {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = keras::read_file(path, u64::MAX)?;
         run_device::load_weights(&mut model, &bytes, &path.display().to_string())?;
     }
     Ok(model.model)

@@ -64,7 +64,7 @@ impl StoredTensor {
 /// sizes, or a tensor has an element type other than F32, U8 or I32.
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, StoredTensor>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = super::read_file(path, u64::MAX)?;
     read_tensors_bytes(&bytes, &path.display().to_string())
 }
 
