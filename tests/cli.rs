@@ -153,6 +153,74 @@ fn unknown_adapter_is_a_one_line_error() {
     assert!(line.contains("no adapter is called this"), "{line}");
 }
 
+/// `cnn-lstm ARGS` with extra environment variables.
+fn cnn_lstm_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnn-lstm"));
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env_remove("RUST_LOG")
+        .env_remove("CNN_LSTM_BACKEND")
+        .env_remove("CNN_LSTM_ADAPTER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_filter_that_matches_nothing_lists_the_adapters_that_exist() {
+    // The adapters on every backend, as `devices` lists them unfiltered.
+    let listed = cnn_lstm_env(&["devices"], &[]);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let adapters: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Adapters:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    let filters: [&[(&str, &str)]; 2] = [
+        &[("CNN_LSTM_ADAPTER", "nothing-matches")],
+        &[("CNN_LSTM_BACKEND", if cfg!(target_os = "macos") { "dx12" } else { "metal" })],
+    ];
+    for env in filters {
+        let out = cnn_lstm_env(&["demo", "--batch", "1", "--timesteps", "1", "--no-trained"], env);
+        let line = assert_one_error_line(&out);
+        assert!(line.contains("no GPU adapter: none matches"), "{line}");
+        assert!(line.contains(env[0].1), "{line}");
+        if adapters.is_empty() {
+            assert!(std::env::var_os("CI").is_none(), "CI has software adapters");
+            assert!(line.contains("no adapter exists on any backend"), "{line}");
+            assert!(line.contains("mesa-vulkan-drivers"), "{line}");
+        } else {
+            assert!(line.contains("Relax or change the filter"), "{line}");
+            assert!(!line.contains("mesa"), "{line}");
+            for adapter in &adapters {
+                assert!(line.contains(adapter), "{adapter} missing from {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_no_adapter_message_suggests_a_driver_only_when_none_exists() {
+    use cnn_lstm::gpu::no_adapter_message;
+    let all = vec!["llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)".to_string()];
+    let m = no_adapter_message(None, Some("nothing-matches"), &all);
+    assert!(m.contains("CNN_LSTM_ADAPTER='nothing-matches'"), "{m}");
+    assert!(m.contains(&all[0]) && m.contains("Relax or change the filter"), "{m}");
+    assert!(!m.contains("mesa"), "{m}");
+    let m = no_adapter_message(Some("metal"), None, &all);
+    assert!(m.contains("CNN_LSTM_BACKEND=metal") && m.contains(&all[0]), "{m}");
+    assert!(!m.contains("mesa"), "{m}");
+    for m in
+        [no_adapter_message(Some("metal"), Some("x"), &[]), no_adapter_message(None, None, &[])]
+    {
+        assert!(m.contains("apt-get install mesa-vulkan-drivers"), "{m}");
+        assert!(!m.contains("Relax"), "{m}");
+    }
+}
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras");
 
 fn fixture(name: &str) -> PathBuf {
