@@ -615,6 +615,71 @@ fn a_failing_run_leaves_no_output_file() {
     }
 }
 
+/// A safetensors file holding one F64 tensor `input` of shape [1] (built by
+/// hand: 8-byte little-endian header length, JSON header, data).
+fn f64_input_file(path: &Path) {
+    let mut header = br#"{"input":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#.to_vec();
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&1.5f64.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_f64_input_is_told_to_be_float32() {
+    let tmp = TempDir::new("f64-input");
+    let input = tmp.0.join("in.safetensors");
+    f64_input_file(&input);
+    let dir = fixture("article_small");
+    let out_path = tmp.0.join("out.safetensors");
+    let (model, weights) = (dir.join("model.json"), dir.join("weights.safetensors"));
+    for cmd in ["run", "verify"] {
+        let mut args = vec![
+            cmd,
+            "--model",
+            path(&model),
+            "--weights",
+            path(&weights),
+            "--input",
+            path(&input),
+        ];
+        if cmd == "run" {
+            args.extend(["--output", path(&out_path), "--device", "cpu"]);
+        }
+        let line = assert_one_error_line(&cnn_lstm(&args));
+        assert!(
+            line.contains(path(&input)) && line.contains("tensor input has dtype F64"),
+            "{line}"
+        );
+        assert!(line.contains("model inputs must be float32"), "{line}");
+        assert!(!line.contains("weights"), "{line}");
+    }
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn an_output_path_that_is_a_directory_is_named() {
+    let tmp = TempDir::new("output-dir");
+    let dir = fixture("article_small");
+    let out = cnn_lstm(&[
+        "run",
+        "--model",
+        path(&dir.join("model.keras")),
+        "--input",
+        path(&dir.join("io.safetensors")),
+        "--output",
+        path(&tmp.0),
+        "--device",
+        "cpu",
+    ]);
+    let line = assert_one_error_line(&out);
+    assert_eq!(line, format!("error: {}: is a directory; give a file path", path(&tmp.0)));
+    assert!(tmp.0.is_dir());
+}
+
 #[test]
 fn bench_on_the_cpu_times_every_layer() {
     let out = cnn_lstm(&[

@@ -79,7 +79,7 @@ pub fn forward(
 
 /// Reads the f32 tensor `key` of a safetensors file.
 pub fn read_f32(path: &Path, key: &str) -> Result<Tensor> {
-    let mut tensors = keras::read_tensors(path)?;
+    let mut tensors = keras::read_input_tensors(path)?;
     take_f32(&mut tensors, key, &path.display().to_string())
 }
 

@@ -25,8 +25,8 @@ use std::io::Read;
 use std::path::Path;
 
 pub use weights::{
-    read_f32_tensors, read_tensors, read_tensors_bytes, serialize_tensors, write_tensors,
-    InnerNames, StoredTensor,
+    read_f32_tensors, read_input_tensors, read_tensors, read_tensors_bytes, serialize_tensors,
+    write_tensors, InnerNames, StoredTensor,
 };
 
 use crate::error::{Error, Result};

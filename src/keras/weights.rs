@@ -63,13 +63,31 @@ impl StoredTensor {
 /// Fails with [`Error::Format`] when the header is malformed or lies about
 /// sizes, or a tensor has an element type other than F32, U8 or I32.
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, StoredTensor>> {
-    let path = path.as_ref();
+    read_tensors_as(path.as_ref(), "convert it to float32")
+}
+
+/// Like [`read_tensors`] for a file holding a model input: a tensor of
+/// another element type is reported as an input that must be float32.
+pub fn read_input_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, StoredTensor>> {
+    read_tensors_as(
+        path.as_ref(),
+        "model inputs must be float32: convert the input, e.g. x.astype('float32'), and save \
+         it again",
+    )
+}
+
+/// [`read_tensors`] with `fix` said after an unsupported element type.
+fn read_tensors_as(path: &Path, fix: &str) -> Result<BTreeMap<String, StoredTensor>> {
     let bytes = super::read_file(path, u64::MAX)?;
-    read_tensors_bytes(&bytes, &path.display().to_string())
+    parse_tensors(&bytes, &path.display().to_string(), fix)
 }
 
 /// Like [`read_tensors`] on bytes in memory; `source` names them in errors.
 pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String, StoredTensor>> {
+    parse_tensors(bytes, source, "convert it to float32")
+}
+
+fn parse_tensors(bytes: &[u8], source: &str, fix: &str) -> Result<BTreeMap<String, StoredTensor>> {
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(source, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
@@ -93,7 +111,7 @@ pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String,
                     source,
                     format!(
                         "tensor {name} has dtype {other:?}; cnn-lstm reads F32, U8 and I32 \
-                         (save weights as float32)"
+                         tensors ({fix})"
                     ),
                 ))
             }
@@ -108,7 +126,7 @@ pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String,
 pub fn read_f32_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tensor>> {
     let path = path.as_ref();
     let source = path.display().to_string();
-    read_tensors(path)?
+    read_tensors_as(path, "save weights as float32")?
         .into_iter()
         .map(|(name, t)| match t {
             StoredTensor::F32(t) => Ok((name, t)),
