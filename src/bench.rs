@@ -302,10 +302,10 @@ fn check_options(opts: &BenchOptions) -> Result<()> {
         ));
     }
     if opts.peak && opts.device == BenchDevice::Cpu {
-        return Err(Error::input(
-            "bench options",
-            "--peak with --device gpu (the ceilings are the adapter's)",
-            "--peak with --device cpu",
+        return Err(Error::Unsupported(
+            "peak measures the GPU adapter's ceilings, so it needs the GPU device, not the CPU \
+             reference (--peak needs --device gpu)"
+                .into(),
         ));
     }
     Ok(())

@@ -748,9 +748,13 @@ fn bench_json_has_the_documented_fields() {
 
 #[test]
 fn bench_peak_on_the_cpu_is_refused_naming_the_option() {
+    // A usage error (exit 2, clap's usage line), not a run failure.
     let out = cnn_lstm(&["bench", "--device", "cpu", "--peak", "--iters", "1"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--peak"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--peak") && stderr.contains("--device cpu"), "{stderr}");
+    assert!(stderr.contains("Usage: cnn-lstm bench"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
