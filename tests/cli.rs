@@ -619,9 +619,7 @@ fn a_failing_run_leaves_no_output_file() {
 /// hand: 8-byte little-endian header length, JSON header, data).
 fn f64_input_file(path: &Path) {
     let mut header = br#"{"input":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#.to_vec();
-    while header.len() % 8 != 0 {
-        header.push(b' ');
-    }
+    header.resize(header.len().div_ceil(8) * 8, b' ');
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(&1.5f64.to_le_bytes());

@@ -170,7 +170,7 @@ fn reads_are_capped_on_regular_files_and_pipes() {
             other => panic!("expected a format error, got {other:?}"),
         }
     }
-    assert!(keras::MAX_STREAM_BYTES == 1 << 30);
+    assert_eq!(keras::MAX_STREAM_BYTES, 1_073_741_824, "the documented 1 GiB");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
