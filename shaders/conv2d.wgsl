@@ -1,4 +1,5 @@
-// Time-batched Conv2D: all B * T frames in one dispatch, bias and activation fused.
+// Time-batched Conv2D: all B * T frames in one dispatch, bias and activation
+// fused, and a following SpatialDropout in training mode (binding 6).
 //
 // Bindings (group 0):
 //   0: uniform ConvParams
@@ -6,6 +7,9 @@
 //   2: storage read       kernel [KH, KW, Cin, Cout] f32 (Keras layout)
 //   3: storage read       bias   [Cout] f32 (ignored when has_bias = 0)
 //   4: storage read_write y      [N, OH, OW, Cout] f32
+//   5: storage read       mask   [N] u32 timestep mask, 1 = valid frame
+//                                (read only when skip_masked = 1)
+//   6: uniform DropParams: the fused SpatialDropout (training mode)
 //
 // Grid: one workgroup per (output row, block of WG output channels), flat
 // over (groups_x, groups_y) workgroups: workgroup f covers channel block
@@ -15,6 +19,9 @@
 //   y[n, oy, ox, co] = act(bias[co] +
 //     sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co])
 // with taps in the padding contributing zero (Keras's 'same' zero padding).
+// With skip_masked = 1, frames whose mask word is 0 are not convolved: their
+// outputs are written as 0 (the planner sets it only where no later layer
+// can see a masked frame's value; see src/gpu/scheduler.rs).
 //
 // Why this shape: on CPU adapters (lavapipe) a load whose address is the
 // same for every invocation of a workgroup is one scalar load, while one
@@ -47,7 +54,8 @@ struct ConvParams {
     groups_x: u32,
     // ceil(cout / WG): channel blocks per output row.
     co_blocks: u32,
-    _pad1: u32,
+    // 1: frames whose mask word is 0 are written as zeros, not convolved.
+    skip_masked: u32,
 }
 
 // Output pixels per invocation held in registers.
@@ -55,11 +63,51 @@ const PX: u32 = 8u;
 
 override WG: u32 = 32u;
 
+// The fused SpatialDropout of a conv followed by one in training mode
+// (DropoutParams of src/gpu/kernels.rs, as in dropout.wgsl): channel co of
+// frame n = b * steps + t is kept iff keep_unit(seed, threshold,
+// b + sample_offset, t (0 when mode = 1), co), kept values times scale.
+// threshold = 0 (no dropout fused) leaves the values untouched.
+struct DropParams {
+    batch: u32,
+    steps: u32,
+    step_len: u32,
+    channels: u32,
+    mode: u32,
+    seed: u32,
+    threshold: u32,
+    scale: f32,
+    groups_x: u32,
+    sample_offset: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
+@group(0) @binding(6) var<uniform> d: DropParams;
+
+// True when the fused dropout keeps channel co of frame n.
+fn kept(n: u32, co: u32) -> bool {
+    if (d.threshold == 0u) {
+        return true;
+    }
+    let t = select(n % d.steps, 0u, d.mode == 1u);
+    return keep_unit(d.seed, d.threshold, n / d.steps + d.sample_offset, t, co);
+}
+
+// Activation, then the fused dropout's scale or zero.
+fn epilogue(v: f32, keep: bool) -> f32 {
+    let a = activate(v, p.act);
+    if (d.threshold == 0u) {
+        return a;
+    }
+    return select(0.0, a * d.scale, keep);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -74,7 +122,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let co = min(co_raw, p.cout - 1u);
     let oy = row % p.oh;
     let n = row / p.oh;
+    if (p.skip_masked != 0u && mask[n] == 0u) {
+        if (co_ok) {
+            let ybase = row * p.ow * p.cout + co;
+            for (var ox = 0u; ox < p.ow; ox = ox + 1u) {
+                y[ybase + ox * p.cout] = 0.0;
+            }
+        }
+        return;
+    }
 
+    let keep = kept(n, co);
     var b0 = 0.0;
     if (p.has_bias != 0u) {
         b0 = bias[co];
@@ -144,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let ybase = (row * p.ow + ox0) * cout + co;
             for (var q = 0u; q < PX; q = q + 1u) {
                 if (ox0 + q < p.ow) {
-                    y[ybase + q * cout] = activate(acc[q], p.act);
+                    y[ybase + q * cout] = epilogue(acc[q], keep);
                 }
             }
         }

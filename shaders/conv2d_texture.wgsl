@@ -1,6 +1,7 @@
 // Time-batched Conv2D reading its input and kernel from textures: the
 // variant for CPU adapters (lavapipe), chosen when Cout is a multiple of 4.
-// Bias and activation are fused.
+// Bias and activation are fused, and a following SpatialDropout in training
+// mode (binding 6).
 //
 // Why textures: lavapipe runs every storage-buffer load as a loop over the
 // SIMD lanes with a branch per lane (~150 cycles per vec4 and lane measured),
@@ -17,6 +18,9 @@
 //                                output channels per texel, same layout
 //   3: storage read       bias   [Cout] f32 (ignored when has_bias = 0)
 //   4: storage read_write y      [N, OH, OW, Cout] f32, N = B * T frames
+//   5: storage read       mask   [N] u32 timestep mask, 1 = valid frame
+//                                (read only when skip_masked = 1)
+//   6: uniform DropParams: the fused SpatialDropout (training mode)
 //
 // Grid: flat over N * OH * segs * co_blocks invocations (flat_index with
 // groups_x), segs = ceil(OW / 8), co_blocks = ceil(Cout / CB); invocation
@@ -25,6 +29,9 @@
 //   y[n, oy, ox, co] = act(bias[co] +
 //     sum_{ky,kx,ci} x[n, oy*SH + ky*DH - PT, ox*SW + kx*DW - PL, ci] * kernel[ky, kx, ci, co])
 // with taps in the padding contributing zero (Keras's 'same' zero padding).
+// With skip_masked = 1, frames whose mask word is 0 are not convolved: their
+// outputs are written as 0 (the planner sets it only where no later layer
+// can see a masked frame's value; see src/gpu/scheduler.rs).
 
 struct ConvParams {
     n: u32,
@@ -47,7 +54,8 @@ struct ConvParams {
     groups_x: u32,
     // ceil(Cout / CB): channel blocks per pixel segment.
     co_blocks: u32,
-    _pad0: u32,
+    // 1: frames whose mask word is 0 are written as zeros, not convolved.
+    skip_masked: u32,
     // ceil(OW / 8): pixel segments per output row.
     segs: u32,
     // log2 of the textures' width in texels.
@@ -58,11 +66,51 @@ struct ConvParams {
 
 override WG: u32 = 64u;
 
+// The fused SpatialDropout of a conv followed by one in training mode
+// (DropoutParams of src/gpu/kernels.rs, as in dropout.wgsl): channel co of
+// frame n = b * steps + t is kept iff keep_unit(seed, threshold,
+// b + sample_offset, t (0 when mode = 1), co), kept values times scale.
+// threshold = 0 (no dropout fused) leaves the values untouched.
+struct DropParams {
+    batch: u32,
+    steps: u32,
+    step_len: u32,
+    channels: u32,
+    mode: u32,
+    seed: u32,
+    threshold: u32,
+    scale: f32,
+    groups_x: u32,
+    sample_offset: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 @group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var x: texture_2d<f32>;
 @group(0) @binding(2) var kernel: texture_2d<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<u32>;
+@group(0) @binding(6) var<uniform> d: DropParams;
+
+// True when the fused dropout keeps channel co of frame n.
+fn kept(n: u32, co: u32) -> bool {
+    if (d.threshold == 0u) {
+        return true;
+    }
+    let t = select(n % d.steps, 0u, d.mode == 1u);
+    return keep_unit(d.seed, d.threshold, n / d.steps + d.sample_offset, t, co);
+}
+
+// Activation, then the fused dropout's scale or zero.
+fn epilogue(v: f32, keep: bool) -> f32 {
+    let a = activate(v, p.act);
+    if (d.threshold == 0u) {
+        return a;
+    }
+    return select(0.0, a * d.scale, keep);
+}
 
 fn fetch(t: texture_2d<f32>, i: u32) -> vec4<f32> {
     let mask = (1u << p.tex_shift) - 1u;
@@ -90,20 +138,42 @@ fn bias4(co: u32) -> vec4<f32> {
     return vec4<f32>(bias_of(co), bias_of(co + 1u), bias_of(co + 2u), bias_of(co + 3u));
 }
 
-fn store(row: u32, ox: u32, co: u32, v: vec4<f32>) {
+// The fused dropout's keep decisions for channels co .. co + 3 of frame n.
+fn kept4(n: u32, co: u32) -> vec4<bool> {
+    return vec4<bool>(kept(n, co), kept(n, co + 1u), kept(n, co + 2u), kept(n, co + 3u));
+}
+
+fn store(row: u32, ox: u32, co: u32, v: vec4<f32>, k: vec4<bool>) {
     if (ox >= p.ow) {
         return;
     }
     let o = (row * p.ow + ox) * p.cout + co;
     // Cout is a multiple of 4, so a quad is either wholly inside or outside.
     if (co < p.cout) {
-        y[o] = activate(v.x, p.act);
-        y[o + 1u] = activate(v.y, p.act);
-        y[o + 2u] = activate(v.z, p.act);
-        y[o + 3u] = activate(v.w, p.act);
+        y[o] = epilogue(v.x, k.x);
+        y[o + 1u] = epilogue(v.y, k.y);
+        y[o + 2u] = epilogue(v.z, k.z);
+        y[o + 3u] = epilogue(v.w, k.w);
     }
 }
 
+// True when frame n is masked and skipped: its CB channels of pixels
+// ox0 .. ox0 + 7 of row `row` are then written as zeros.
+fn skipped(n: u32, row: u32, ox0: u32, co0: u32, cb: u32) -> bool {
+    if (p.skip_masked == 0u || mask[n] != 0u) {
+        return false;
+    }
+    for (var q = 0u; q < 8u; q = q + 1u) {
+        let ox = ox0 + q;
+        if (ox < p.ow) {
+            let o = (row * p.ow + ox) * p.cout;
+            for (var c = co0; c < min(co0 + cb, p.cout); c = c + 1u) {
+                y[o + c] = 0.0;
+            }
+        }
+    }
+    return true;
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -120,6 +190,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = row / p.oh;
     let ox0 = seg * 8u;
     let co0 = cb * 16u;
+    if (skipped(n, row, ox0, co0, 16u)) {
+        return;
+    }
     let cq = p.cout / 4u;
     // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
     let kq0 = min(co0 / 4u + 0u, cq - 1u);
@@ -220,38 +293,42 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    store(row, ox0 + 0u, co0 + 0u, a0_0);
-    store(row, ox0 + 0u, co0 + 4u, a0_1);
-    store(row, ox0 + 0u, co0 + 8u, a0_2);
-    store(row, ox0 + 0u, co0 + 12u, a0_3);
-    store(row, ox0 + 1u, co0 + 0u, a1_0);
-    store(row, ox0 + 1u, co0 + 4u, a1_1);
-    store(row, ox0 + 1u, co0 + 8u, a1_2);
-    store(row, ox0 + 1u, co0 + 12u, a1_3);
-    store(row, ox0 + 2u, co0 + 0u, a2_0);
-    store(row, ox0 + 2u, co0 + 4u, a2_1);
-    store(row, ox0 + 2u, co0 + 8u, a2_2);
-    store(row, ox0 + 2u, co0 + 12u, a2_3);
-    store(row, ox0 + 3u, co0 + 0u, a3_0);
-    store(row, ox0 + 3u, co0 + 4u, a3_1);
-    store(row, ox0 + 3u, co0 + 8u, a3_2);
-    store(row, ox0 + 3u, co0 + 12u, a3_3);
-    store(row, ox0 + 4u, co0 + 0u, a4_0);
-    store(row, ox0 + 4u, co0 + 4u, a4_1);
-    store(row, ox0 + 4u, co0 + 8u, a4_2);
-    store(row, ox0 + 4u, co0 + 12u, a4_3);
-    store(row, ox0 + 5u, co0 + 0u, a5_0);
-    store(row, ox0 + 5u, co0 + 4u, a5_1);
-    store(row, ox0 + 5u, co0 + 8u, a5_2);
-    store(row, ox0 + 5u, co0 + 12u, a5_3);
-    store(row, ox0 + 6u, co0 + 0u, a6_0);
-    store(row, ox0 + 6u, co0 + 4u, a6_1);
-    store(row, ox0 + 6u, co0 + 8u, a6_2);
-    store(row, ox0 + 6u, co0 + 12u, a6_3);
-    store(row, ox0 + 7u, co0 + 0u, a7_0);
-    store(row, ox0 + 7u, co0 + 4u, a7_1);
-    store(row, ox0 + 7u, co0 + 8u, a7_2);
-    store(row, ox0 + 7u, co0 + 12u, a7_3);
+    let k0 = kept4(n, co0 + 0u);
+    let k1 = kept4(n, co0 + 4u);
+    let k2 = kept4(n, co0 + 8u);
+    let k3 = kept4(n, co0 + 12u);
+    store(row, ox0 + 0u, co0 + 0u, a0_0, k0);
+    store(row, ox0 + 0u, co0 + 4u, a0_1, k1);
+    store(row, ox0 + 0u, co0 + 8u, a0_2, k2);
+    store(row, ox0 + 0u, co0 + 12u, a0_3, k3);
+    store(row, ox0 + 1u, co0 + 0u, a1_0, k0);
+    store(row, ox0 + 1u, co0 + 4u, a1_1, k1);
+    store(row, ox0 + 1u, co0 + 8u, a1_2, k2);
+    store(row, ox0 + 1u, co0 + 12u, a1_3, k3);
+    store(row, ox0 + 2u, co0 + 0u, a2_0, k0);
+    store(row, ox0 + 2u, co0 + 4u, a2_1, k1);
+    store(row, ox0 + 2u, co0 + 8u, a2_2, k2);
+    store(row, ox0 + 2u, co0 + 12u, a2_3, k3);
+    store(row, ox0 + 3u, co0 + 0u, a3_0, k0);
+    store(row, ox0 + 3u, co0 + 4u, a3_1, k1);
+    store(row, ox0 + 3u, co0 + 8u, a3_2, k2);
+    store(row, ox0 + 3u, co0 + 12u, a3_3, k3);
+    store(row, ox0 + 4u, co0 + 0u, a4_0, k0);
+    store(row, ox0 + 4u, co0 + 4u, a4_1, k1);
+    store(row, ox0 + 4u, co0 + 8u, a4_2, k2);
+    store(row, ox0 + 4u, co0 + 12u, a4_3, k3);
+    store(row, ox0 + 5u, co0 + 0u, a5_0, k0);
+    store(row, ox0 + 5u, co0 + 4u, a5_1, k1);
+    store(row, ox0 + 5u, co0 + 8u, a5_2, k2);
+    store(row, ox0 + 5u, co0 + 12u, a5_3, k3);
+    store(row, ox0 + 6u, co0 + 0u, a6_0, k0);
+    store(row, ox0 + 6u, co0 + 4u, a6_1, k1);
+    store(row, ox0 + 6u, co0 + 8u, a6_2, k2);
+    store(row, ox0 + 6u, co0 + 12u, a6_3, k3);
+    store(row, ox0 + 7u, co0 + 0u, a7_0, k0);
+    store(row, ox0 + 7u, co0 + 4u, a7_1, k1);
+    store(row, ox0 + 7u, co0 + 8u, a7_2, k2);
+    store(row, ox0 + 7u, co0 + 12u, a7_3, k3);
 }
 
 // The same with 8 output channels per invocation, for Cout = 8, 24, ...
@@ -270,6 +347,9 @@ fn main8(@builtin(global_invocation_id) gid: vec3<u32>) {
     let n = row / p.oh;
     let ox0 = seg * 8u;
     let co0 = cb * 8u;
+    if (skipped(n, row, ox0, co0, 8u)) {
+        return;
+    }
     let cq = p.cout / 4u;
     // Kernel texel of channel quad j: clamped so spare quads fetch in bounds.
     let kq0 = min(co0 / 4u + 0u, cq - 1u);
@@ -332,20 +412,22 @@ fn main8(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    store(row, ox0 + 0u, co0 + 0u, a0_0);
-    store(row, ox0 + 0u, co0 + 4u, a0_1);
-    store(row, ox0 + 1u, co0 + 0u, a1_0);
-    store(row, ox0 + 1u, co0 + 4u, a1_1);
-    store(row, ox0 + 2u, co0 + 0u, a2_0);
-    store(row, ox0 + 2u, co0 + 4u, a2_1);
-    store(row, ox0 + 3u, co0 + 0u, a3_0);
-    store(row, ox0 + 3u, co0 + 4u, a3_1);
-    store(row, ox0 + 4u, co0 + 0u, a4_0);
-    store(row, ox0 + 4u, co0 + 4u, a4_1);
-    store(row, ox0 + 5u, co0 + 0u, a5_0);
-    store(row, ox0 + 5u, co0 + 4u, a5_1);
-    store(row, ox0 + 6u, co0 + 0u, a6_0);
-    store(row, ox0 + 6u, co0 + 4u, a6_1);
-    store(row, ox0 + 7u, co0 + 0u, a7_0);
-    store(row, ox0 + 7u, co0 + 4u, a7_1);
+    let k0 = kept4(n, co0 + 0u);
+    let k1 = kept4(n, co0 + 4u);
+    store(row, ox0 + 0u, co0 + 0u, a0_0, k0);
+    store(row, ox0 + 0u, co0 + 4u, a0_1, k1);
+    store(row, ox0 + 1u, co0 + 0u, a1_0, k0);
+    store(row, ox0 + 1u, co0 + 4u, a1_1, k1);
+    store(row, ox0 + 2u, co0 + 0u, a2_0, k0);
+    store(row, ox0 + 2u, co0 + 4u, a2_1, k1);
+    store(row, ox0 + 3u, co0 + 0u, a3_0, k0);
+    store(row, ox0 + 3u, co0 + 4u, a3_1, k1);
+    store(row, ox0 + 4u, co0 + 0u, a4_0, k0);
+    store(row, ox0 + 4u, co0 + 4u, a4_1, k1);
+    store(row, ox0 + 5u, co0 + 0u, a5_0, k0);
+    store(row, ox0 + 5u, co0 + 4u, a5_1, k1);
+    store(row, ox0 + 6u, co0 + 0u, a6_0, k0);
+    store(row, ox0 + 6u, co0 + 4u, a6_1, k1);
+    store(row, ox0 + 7u, co0 + 0u, a7_0, k0);
+    store(row, ox0 + 7u, co0 + 4u, a7_1, k1);
 }

@@ -423,7 +423,9 @@ impl ModelBuilder {
         self
     }
 
-    /// Runs shape inference; the model's weights start as zeros.
+    /// Runs shape inference. The weights start unset: set them
+    /// ([`Model::set_weights`], a Keras loader) or initialise them
+    /// ([`crate::init::keras_default_weights`]) before running the model.
     pub fn build(self) -> Result<Model> {
         let infos = infer(&self.input, &self.layers)?;
         let weights = infos
@@ -431,7 +433,11 @@ impl ModelBuilder {
             .map(|info| {
                 info.weights
                     .iter()
-                    .map(|(name, shape)| (name.to_string(), Tensor::zeros(shape.clone())))
+                    .map(|(name, shape)| Slot {
+                        name: name.to_string(),
+                        shape: shape.clone(),
+                        value: None,
+                    })
                     .collect()
             })
             .collect();
@@ -444,6 +450,14 @@ impl ModelBuilder {
             training_unsupported: Vec::new(),
         })
     }
+}
+
+/// One weight variable of a layer: its Keras name, its shape, its value once set.
+#[derive(Clone, Debug)]
+struct Slot {
+    name: String,
+    shape: Vec<usize>,
+    value: Option<Tensor>,
 }
 
 fn default_name(kind: &LayerKind) -> &'static str {
@@ -469,9 +483,9 @@ pub struct Model {
     input: InputSpec,
     layers: Vec<Layer>,
     infos: Vec<LayerInfo>,
-    /// Per layer, `(variable name, tensor)` in Keras order (kernel,
-    /// [recurrent_kernel,] bias).
-    weights: Vec<Vec<(String, Tensor)>>,
+    /// Per layer, its weight variables in Keras order (kernel,
+    /// [recurrent_kernel,] bias); unset until loaded or initialised.
+    weights: Vec<Vec<Slot>>,
     /// Why training mode cannot run (options that act only in training).
     training_unsupported: Vec<String>,
 }
@@ -500,7 +514,16 @@ impl Model {
             input: self.input.clone(),
             layers: self.layers.clone(),
             infos: self.infos.clone(),
-            weights: self.weights.iter().map(|_| Vec::new()).collect(),
+            weights: self
+                .weights
+                .iter()
+                .map(|slots| {
+                    slots
+                        .iter()
+                        .map(|s| Slot { name: s.name.clone(), shape: s.shape.clone(), value: None })
+                        .collect()
+                })
+                .collect(),
             training_unsupported: self.training_unsupported.clone(),
         }
     }
@@ -540,7 +563,7 @@ impl Model {
 
     /// The weight `variable` (`kernel`, `recurrent_kernel`, `bias`) of layer `index`.
     pub fn weight(&self, index: usize, variable: &str) -> Option<&Tensor> {
-        self.weights.get(index)?.iter().find(|(n, _)| n == variable).map(|(_, t)| t)
+        self.weights.get(index)?.iter().find(|s| s.name == variable)?.value.as_ref()
     }
 
     /// Names and shapes of every weight the model needs, as
@@ -562,20 +585,20 @@ impl Model {
             .position(|l| l.name == layer)
             .ok_or_else(|| Error::weights(&full, "the model has no layer of that name"))?;
         let slot =
-            self.weights[index].iter_mut().find(|(n, _)| n == variable).ok_or_else(|| {
+            self.weights[index].iter_mut().find(|s| s.name == variable).ok_or_else(|| {
                 Error::weights(&full, format!("layer {layer} has no variable {variable}"))
             })?;
-        if slot.1.shape() != value.shape() {
+        if slot.shape != value.shape() {
             return Err(Error::weights(
                 &full,
                 format!(
                     "expected shape {}, got {}",
-                    shape_str(slot.1.shape()),
+                    shape_str(&slot.shape),
                     shape_str(value.shape())
                 ),
             ));
         }
-        slot.1 = value;
+        slot.value = Some(value);
         Ok(())
     }
 
@@ -585,21 +608,21 @@ impl Model {
         // Check everything first, then move the tensors in: no copy of the
         // model's weights is made, and a failure changes nothing.
         for (layer, slots) in self.layers.iter().zip(&self.weights) {
-            for (variable, slot) in slots {
-                let full = format!("{}/{}", layer.name, variable);
-                let key = (layer.name.clone(), variable.clone());
+            for slot in slots {
+                let full = format!("{}/{}", layer.name, slot.name);
+                let key = (layer.name.clone(), slot.name.clone());
                 let value = weights.get(&key).ok_or_else(|| {
                     Error::weights(
                         &full,
-                        format!("missing (expected shape {})", shape_str(slot.shape())),
+                        format!("missing (expected shape {})", shape_str(&slot.shape)),
                     )
                 })?;
-                if value.shape() != slot.shape() {
+                if value.shape() != slot.shape {
                     return Err(Error::weights(
                         &full,
                         format!(
                             "expected shape {}, got {}",
-                            shape_str(slot.shape()),
+                            shape_str(&slot.shape),
                             shape_str(value.shape())
                         ),
                     ));
@@ -611,7 +634,7 @@ impl Model {
             let extra =
                 weights.iter().find(|((layer, variable), _)| {
                     !self.layers.iter().zip(&self.weights).any(|(l, slots)| {
-                        &l.name == layer && slots.iter().any(|(v, _)| v == variable)
+                        &l.name == layer && slots.iter().any(|s| &s.name == variable)
                     })
                 });
             if let Some(((layer, variable), t)) = extra {
@@ -622,10 +645,28 @@ impl Model {
             }
         }
         for (layer, slots) in self.layers.iter().zip(self.weights.iter_mut()) {
-            for (variable, slot) in slots.iter_mut() {
-                if let Some(value) = weights.remove(&(layer.name.clone(), variable.clone())) {
-                    *slot = value;
+            for slot in slots.iter_mut() {
+                if let Some(value) = weights.remove(&(layer.name.clone(), slot.name.clone())) {
+                    slot.value = Some(value);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails on the first weight that was never set, naming it and its shape.
+    pub fn check_weights(&self) -> Result<()> {
+        for (layer, slots) in self.layers.iter().zip(&self.weights) {
+            if let Some(slot) = slots.iter().find(|s| s.value.is_none()) {
+                return Err(Error::weights(
+                    format!("{}/{}", layer.name, slot.name),
+                    format!(
+                        "not set (shape {}); load trained weights (a .keras file, --weights, \
+                         keras::load_weights_safetensors, Model::set_weights) or initialise \
+                         them (init::keras_default_weights)",
+                        shape_str(&slot.shape)
+                    ),
+                ));
             }
         }
         Ok(())

@@ -22,11 +22,12 @@ pub enum Shader {
     Softmax,
     LstmRecurrence,
     LstmRecurrenceTexture,
+    LstmStepTexture,
 }
 
 impl Shader {
     /// Every kernel module.
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Masking,
         Shader::Conv2D,
         Shader::Conv2DTexture,
@@ -38,6 +39,7 @@ impl Shader {
         Shader::Softmax,
         Shader::LstmRecurrence,
         Shader::LstmRecurrenceTexture,
+        Shader::LstmStepTexture,
     ];
 
     /// The file stem in `shaders/`, also the module's label.
@@ -54,6 +56,7 @@ impl Shader {
             Shader::Softmax => "softmax",
             Shader::LstmRecurrence => "lstm_recurrence",
             Shader::LstmRecurrenceTexture => "lstm_recurrence_texture",
+            Shader::LstmStepTexture => "lstm_step_texture",
         }
     }
 
@@ -72,6 +75,7 @@ impl Shader {
             Shader::LstmRecurrenceTexture => {
                 include_str!("../shaders/lstm_recurrence_texture.wgsl")
             }
+            Shader::LstmStepTexture => include_str!("../shaders/lstm_step_texture.wgsl"),
         }
     }
 

@@ -7,12 +7,33 @@ use cnn_lstm::gpu::GpuModel;
 use cnn_lstm::*;
 
 fn model() -> Model {
-    ModelBuilder::new("m", None, &[8, 8, 3])
+    let mut model = ModelBuilder::new("m", None, &[8, 8, 3])
         .layer(Conv2D::new(2, (3, 3)).activation(Activation::Relu))
         .layer(LayerKind::Flatten)
         .layer(Lstm::new(3))
         .build()
-        .unwrap()
+        .unwrap();
+    init::keras_default_weights(&mut model, 1).unwrap();
+    model
+}
+
+#[test]
+fn a_model_whose_weights_were_never_set_is_refused_by_every_device() {
+    let model = ModelBuilder::new("m", None, &[8, 8, 3])
+        .layer(Conv2D::new(2, (3, 3)))
+        .layer(LayerKind::Flatten)
+        .build()
+        .unwrap();
+    let x = Tensor::zeros(vec![1, 2, 8, 8, 3]);
+    let err = reference::forward(&model, &x, &RunOptions::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("conv2d/kernel") && err.contains("not set") && err.contains("[3, 3, 3, 2]"),
+        "{err}"
+    );
+    for ctx in gpu_util::contexts() {
+        let err = GpuModel::new(ctx, &model).err().unwrap().to_string();
+        assert!(err.contains("conv2d/kernel") && err.contains("not set"), "{err}");
+    }
 }
 
 /// Every device's error for `shape`.

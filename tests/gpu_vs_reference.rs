@@ -3,7 +3,7 @@
 
 mod gpu_util;
 
-use cnn_lstm::gpu::{GpuModel, MatmulVariant};
+use cnn_lstm::gpu::{GpuModel, LstmRecurrence, MatmulVariant};
 use cnn_lstm::tolerance::{compare, Tolerance};
 use cnn_lstm::*;
 
@@ -405,5 +405,299 @@ fn split_k_over_two_weight_chunks_matches_reference() {
         let c =
             compare(got.output.data(), want.output.data(), want.output.shape(), Tolerance::GPU_F32);
         assert!(c.is_ok(), "{}: {c}", ctx.describe());
+    }
+}
+
+/// Runs `model` without capturing layers on every adapter and every GEMM
+/// variant, with `mask` passed explicitly when given, and compares the
+/// output with the CPU reference (which convolves every frame). Returns
+/// the conv layers each GPU plan skipped masked frames in (the same on all).
+fn check_output_only(
+    model: &Model,
+    x: &Tensor,
+    mask: Option<&[u8]>,
+    opts: &RunOptions,
+) -> Vec<String> {
+    let opts = RunOptions { capture_layers: false, ..opts.clone() };
+    let want = match mask {
+        Some(m) => reference::forward_with_mask(model, x, m, &opts).unwrap(),
+        None => reference::forward(model, x, &opts).unwrap(),
+    };
+    let (b, t) = (x.shape()[0], x.shape()[1]);
+    let mut skipped: Option<Vec<String>> = None;
+    for variant in [MatmulVariant::Register, MatmulVariant::Tiled, MatmulVariant::SplitK] {
+        for ctx in gpu_util::contexts_with_matmul(variant) {
+            let mut gm = GpuModel::new(ctx.clone(), model).unwrap();
+            let got = match mask {
+                Some(m) => gm.forward_with_mask(x, m, &opts).unwrap(),
+                None => gm.forward(x, &opts).unwrap(),
+            };
+            let who = format!("{} {variant:?} training={}", ctx.describe(), opts.training);
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who} output: {c}");
+            let here = gm.layers_skipping_masked_frames(b, t);
+            if let Some(s) = &skipped {
+                assert_eq!(&here, s, "{who}");
+            }
+            skipped = Some(here);
+        }
+    }
+    skipped.unwrap_or_default()
+}
+
+/// Frames masked at the start (sample 0), in the middle (1), at the end
+/// (2) and everywhere (3) of 4 samples x 6 steps: 12 of 24.
+fn masked_steps() -> Vec<(usize, usize)> {
+    let mut masked = vec![(0, 0), (0, 1), (1, 2), (1, 3), (2, 5), (2, 4)];
+    masked.extend((0..6).map(|t| (3, t)));
+    masked
+}
+
+#[test]
+fn convolution_of_masked_frames_is_skipped_without_changing_the_output() {
+    // Texture conv with 16 channels per invocation (16 filters), then one
+    // with 8 (24 filters), then the storage-buffer conv (5 filters), all
+    // behind a Masking layer and before LSTMs: every one skips masked frames.
+    let mut model = ModelBuilder::new("skip", None, &[9, 8, 2])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(conv(16, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+        .layer(LayerKind::Pool2D(Pool2D {
+            kind: PoolKind::Max,
+            pool: (2, 2),
+            strides: (2, 2),
+            padding: Padding::Valid,
+        }))
+        .layer(conv(24, (2, 2), (1, 1), (1, 1), Padding::Valid, Activation::Tanh))
+        .layer(conv(5, (2, 2), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+        .layer(LayerKind::SpatialDropout { rate: 0.25, mode: DropoutMode::PerTimestep })
+        .layer(LayerKind::Flatten)
+        .layer(dense(6, Activation::Sigmoid))
+        .layer(lstm(7, true))
+        .layer(lstm(5, false))
+        .layer(dense(3, Activation::Softmax))
+        .build()
+        .unwrap();
+    randomize(&mut model, 31);
+    let mut x = input(32, &[4, 6, 9, 8, 2]);
+    mask_frames(&mut x, &masked_steps());
+    for training in [false, true] {
+        let opts = RunOptions { training, seed: 41, ..Default::default() };
+        let skipped = check_output_only(&model, &x, None, &opts);
+        assert_eq!(skipped, ["conv2d", "conv2d_1", "conv2d_2"]);
+        // With layer outputs captured every frame is convolved, as Keras does.
+        check(&model, &x, &opts, Tolerance::GPU_F32);
+    }
+    for ctx in gpu_util::contexts() {
+        let mut gm = GpuModel::new(ctx, &model).unwrap();
+        let opts = RunOptions { capture_layers: true, ..Default::default() };
+        gm.forward(&x, &opts).unwrap();
+        assert!(gm.layers_skipping_masked_frames(4, 6).is_empty());
+    }
+}
+
+#[test]
+fn explicit_mask_skips_masked_frames_only_before_an_lstm() {
+    // The caller's mask: the masked frames hold ordinary values, which a
+    // convolution that wrongly reached the output would reveal.
+    let x = input(33, &[4, 6, 7, 7, 3]);
+    let mut mask = vec![1u8; 24];
+    for (b, t) in masked_steps() {
+        mask[b * 6 + t] = 0;
+    }
+    let seq_lstm = LayerKind::Lstm(Lstm {
+        units: 4,
+        return_sequences: true,
+        zero_output_for_mask: false,
+        activation: Activation::Tanh,
+        recurrent_activation: Activation::Sigmoid,
+        use_bias: true,
+    });
+    let build = |layers: Vec<LayerKind>| {
+        let mut b = ModelBuilder::new("explicit", None, &[7, 7, 3]);
+        for l in layers {
+            b = b.layer(l);
+        }
+        let mut model = b.build().unwrap();
+        randomize(&mut model, 34);
+        model
+    };
+    let relu8 = || conv(8, (3, 3), (2, 2), (1, 1), Padding::Valid, Activation::Relu);
+    let tanh3 = || conv(3, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Tanh);
+    // Conv, Dense, then an LSTM returning sequences (masked steps repeat
+    // the previous output): both convs skip.
+    let model = build(vec![
+        tanh3(),
+        relu8(),
+        LayerKind::Flatten,
+        dense(5, Activation::Linear),
+        seq_lstm.clone(),
+    ]);
+    let opts = RunOptions::default();
+    assert_eq!(check_output_only(&model, &x, Some(&mask), &opts), ["conv2d", "conv2d_1"]);
+    // A Masking layer after the conv recomputes the mask from its values:
+    // the conv before it computes every frame, the one after may skip.
+    let model = build(vec![
+        relu8(),
+        LayerKind::Masking { mask_value: 0.0 },
+        tanh3(),
+        LayerKind::Flatten,
+        seq_lstm,
+    ]);
+    assert_eq!(check_output_only(&model, &x, Some(&mask), &opts), ["conv2d_1"]);
+    // No LSTM: the conv's values reach the output, nothing is skipped.
+    let model = build(vec![relu8(), LayerKind::Flatten, dense(4, Activation::Linear)]);
+    assert!(check_output_only(&model, &x, Some(&mask), &opts).is_empty());
+}
+
+/// Whether each channel map (b, t, c) of a `[B, T, H, W, C]` value is all zeros.
+fn zero_maps(v: &Tensor) -> Vec<bool> {
+    let s = v.shape();
+    let (frames, pixels, c) = (s[0] * s[1], s[2] * s[3], s[4]);
+    let mut out = Vec::with_capacity(frames * c);
+    for f in 0..frames {
+        for ch in 0..c {
+            out.push((0..pixels).all(|p| v.data()[(f * pixels + p) * c + ch] == 0.0));
+        }
+    }
+    out
+}
+
+#[test]
+fn spatial_dropout_fused_into_the_conv_matches_reference() {
+    // Each conv kernel (texture entries `main` for 16 filters and `main8`
+    // for 8, the storage-buffer conv for 5) followed by SpatialDropout2D
+    // and SpatialDropout3D. Sigmoid outputs are never 0, so the zero
+    // channel maps are exactly the dropped channels, which the test
+    // derives from the hash (src/rng.rs) as well as from the reference.
+    let (b, t) = (5, 3);
+    let x = input(51, &[b, t, 7, 6, 3]);
+    for (filters, mode) in [
+        (16, DropoutMode::PerTimestep),
+        (8, DropoutMode::PerSample),
+        (5, DropoutMode::PerTimestep),
+        (16, DropoutMode::PerSample),
+        (5, DropoutMode::PerSample),
+    ] {
+        let rate = 0.4;
+        let mut model = ModelBuilder::new("fused", None, &[7, 6, 3])
+            .layer(conv(filters, (3, 3), (1, 1), (1, 1), Padding::Same, Activation::Sigmoid))
+            .layer(LayerKind::SpatialDropout { rate, mode })
+            .build()
+            .unwrap();
+        randomize(&mut model, 52);
+        let opts = RunOptions { training: true, seed: 2024, capture_layers: false };
+        let want = reference::forward(&model, &x, &opts).unwrap();
+        // Expected zero maps from the semantics: layer 1's seed, channel c
+        // of (b, t) dropped unless rng::keep, t = 0 for SpatialDropout3D.
+        let seed = rng::layer_seed(opts.seed, 1);
+        let thr = rng::drop_threshold(rate);
+        let mut dropped = Vec::new();
+        for s in 0..b {
+            for st in 0..t {
+                let tt = if mode == DropoutMode::PerSample { 0 } else { st };
+                for ch in 0..filters {
+                    dropped.push(!rng::keep(seed, thr, s as u32, tt as u32, ch as u32));
+                }
+            }
+        }
+        assert!(dropped.iter().any(|&d| d) && dropped.iter().any(|&d| !d));
+        assert_eq!(zero_maps(&want.output), dropped, "reference, {filters} filters {mode:?}");
+        // Every adapter, and with 16 KiB bindings: the batch then runs in
+        // slices, whose samples keep their indices in the hash.
+        let mut contexts = gpu_util::contexts();
+        for ctx in gpu_util::contexts() {
+            let backend = format!("{:?}", ctx.adapter_info().backend).to_lowercase();
+            let small = gpu::ContextOptions {
+                backend: Some(backend),
+                max_binding: Some(16 << 10),
+                ..Default::default()
+            };
+            contexts.push(gpu::Context::new(&small).unwrap());
+        }
+        for ctx in contexts {
+            let who = format!("{} {filters} filters {mode:?}", ctx.describe());
+            let mut gm = GpuModel::new(ctx.clone(), &model).unwrap();
+            let got = gm.forward(&x, &opts).unwrap();
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who}: {c}");
+            assert_eq!(zero_maps(&got.output), dropped, "{who}");
+            // Fused: no dropout stage of its own.
+            let profiled = gm.forward_profiled(&x, &opts).unwrap();
+            assert_eq!(profiled.output.data(), got.output.data(), "{who}");
+            let names: Vec<&str> = profiled.timings.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.iter().all(|n| !n.starts_with("spatial_dropout")), "{who}: {names:?}");
+            // Captured, the dropout runs on its own and agrees too.
+            let captured = RunOptions { capture_layers: true, ..opts.clone() };
+            let got = gm.forward(&x, &captured).unwrap();
+            let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                Tolerance::GPU_F32
+            });
+            assert!(c.is_ok(), "{who} captured: {c}");
+            assert_eq!(zero_maps(&got.output), dropped, "{who} captured");
+            let profiled = gm.forward_profiled(&x, &captured).unwrap();
+            let names: Vec<&str> = profiled.timings.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.iter().any(|n| n.starts_with("spatial_dropout")), "{who}: {names:?}");
+        }
+    }
+}
+
+#[test]
+fn lstm_recurrence_persistent_and_per_step_match_reference() {
+    // Units multiples of 4 (the texture kernels): 12 with
+    // zero_output_for_mask, 68 returning only the last output, 4 after it.
+    let lstm_z = |units: usize, seq: bool, zero: bool| {
+        LayerKind::Lstm(Lstm {
+            units,
+            return_sequences: seq,
+            zero_output_for_mask: zero,
+            activation: Activation::Tanh,
+            recurrent_activation: Activation::HardSigmoid,
+            use_bias: true,
+        })
+    };
+    let mut model = ModelBuilder::new("rec", None, &[6])
+        .layer(LayerKind::Masking { mask_value: 0.0 })
+        .layer(lstm_z(12, true, true))
+        .layer(lstm_z(68, true, false))
+        .layer(lstm_z(4, false, true))
+        .build()
+        .unwrap();
+    randomize(&mut model, 61);
+    let mut inputs = Vec::new();
+    let mut x = input(62, &[4, 6, 6]);
+    mask_frames(&mut x, &masked_steps());
+    inputs.push(x);
+    inputs.push(input(63, &[1, 9, 6]));
+    inputs.push(input(64, &[8, 1, 6]));
+    for x in &inputs {
+        for capture_layers in [true, false] {
+            let opts = RunOptions { capture_layers, ..Default::default() };
+            let want = reference::forward(&model, x, &opts).unwrap();
+            for ctx in gpu_util::contexts() {
+                let mut gm = GpuModel::new(ctx.clone(), &model).unwrap();
+                for r in [LstmRecurrence::Persistent, LstmRecurrence::PerStep, LstmRecurrence::Auto]
+                {
+                    gm.set_lstm_recurrence(r);
+                    let got = gm.forward(x, &opts).unwrap();
+                    let who = format!("{} {r:?} {:?}", ctx.describe(), x.shape());
+                    assert_eq!(got.layers.len(), want.layers.len(), "{who}");
+                    for (g, w) in got.layers.iter().zip(&want.layers) {
+                        let c = compare(g.value.data(), w.value.data(), w.value.shape(), {
+                            Tolerance::GPU_F32
+                        });
+                        assert!(c.is_ok(), "{who} layer {}: {c}", g.name);
+                        assert_eq!(g.mask, w.mask, "{who} layer {} mask", g.name);
+                    }
+                    let c = compare(got.output.data(), want.output.data(), want.output.shape(), {
+                        Tolerance::GPU_F32
+                    });
+                    assert!(c.is_ok(), "{who} output: {c}");
+                }
+            }
+        }
     }
 }

@@ -235,7 +235,8 @@ fn lstm_dropout_loads_for_inference_and_refuses_training() {
     for (key, rate) in [("dropout", 0.25), ("recurrent_dropout", 0.1)] {
         let mut v = fixture_json("article_small");
         layer_mut(&mut v, "lstm")["config"][key] = json!(rate);
-        let model = load(&v).unwrap();
+        let mut model = load(&v).unwrap();
+        cnn_lstm::init::keras_default_weights(&mut model, 1).unwrap();
         let x = cnn_lstm::Tensor::zeros(vec![1, 5, 16, 16, 3]);
         let inference = cnn_lstm::RunOptions::default();
         cnn_lstm::reference::forward(&model, &x, &inference).unwrap();

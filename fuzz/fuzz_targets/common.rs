@@ -37,10 +37,25 @@ pub fn exercise(model: &Model) {
     let mut shape = vec![2, t];
     shape.extend_from_slice(&model.input().frame);
     let input = Tensor::zeros(shape);
+    // A model loaded from JSON alone has no weights yet: running it must be
+    // refused, and with default weights it must run.
+    let mut owned;
+    let model = if model.check_weights().is_err() {
+        assert!(reference::forward(model, &input, &RunOptions::default()).is_err());
+        owned = model.clone();
+        cnn_lstm::init::keras_default_weights(&mut owned, 1).expect("default weights");
+        &owned
+    } else {
+        model
+    };
     let out = reference::forward(model, &input, &RunOptions::default())
         .expect("a loaded model must run on an input of its own shape");
     assert_eq!(out.output.shape(), model.output_shape().with_batch(2, t).as_slice());
     let opts = RunOptions { training: true, seed: 7, capture_layers: true };
+    if model.check_training(true).is_err() {
+        assert!(reference::forward(model, &input, &opts).is_err());
+        return;
+    }
     let out = reference::forward(model, &input, &opts).expect("training mode must run too");
     assert_eq!(out.layers.len(), model.layers().len());
 }

@@ -37,7 +37,9 @@ pub struct ConvParams {
     pub groups_x: u32,
     /// Channel blocks per output row: `ceil(cout / workgroup size)`.
     pub co_blocks: u32,
-    pub _pad: u32,
+    /// 1: frames whose timestep mask word (binding 5) is 0 are written as
+    /// zeros instead of convolved.
+    pub skip_masked: u32,
 }
 
 /// `ConvParams` of `shaders/conv2d_texture.wgsl`: those of `conv2d.wgsl`
@@ -175,6 +177,18 @@ pub struct LstmTexParams {
     pub tex_shift: u32,
 }
 
+/// `LstmStepParams` of `shaders/lstm_step_texture.wgsl`: those of
+/// [`LstmTexParams`], then the timestep of this dispatch and the grid width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct LstmStepParams {
+    pub tex: LstmTexParams,
+    /// The timestep this dispatch computes.
+    pub step: u32,
+    pub groups_x: u32,
+    pub _pad: [u32; 2],
+}
+
 // The WGSL structs hold only 4-byte scalars, so their sizes are 4 x fields.
 const _: () = assert!(std::mem::size_of::<MaskParams>() == 16);
 const _: () = assert!(std::mem::size_of::<ConvParams>() == 80);
@@ -186,3 +200,4 @@ const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);
 const _: () = assert!(std::mem::size_of::<LstmTexParams>() == 32);
+const _: () = assert!(std::mem::size_of::<LstmStepParams>() == 48);

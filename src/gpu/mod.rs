@@ -7,4 +7,4 @@ mod scheduler;
 pub use context::{
     list_adapters, no_adapter_message, parse_backend, Context, ContextOptions, MatmulVariant,
 };
-pub use scheduler::GpuModel;
+pub use scheduler::{GpuModel, LstmRecurrence};

@@ -37,6 +37,23 @@ const SPLITK_QUADS: usize = 4;
 /// Fewest K values per split-K slice: enough work per workgroup.
 const SPLITK_MIN_SLICE: usize = 1024;
 
+/// How an LSTM whose units are a multiple of 4 runs its recurrence (other
+/// unit counts always run `lstm_recurrence.wgsl`, one persistent dispatch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LstmRecurrence {
+    /// Chosen per shape: [`LstmRecurrence::PerStep`] when a step has at
+    /// least 128 gate quads (B x U >= 128) and T <= 4096,
+    /// [`LstmRecurrence::Persistent`] otherwise (measured on lavapipe).
+    #[default]
+    Auto,
+    /// `lstm_recurrence_texture.wgsl`: one dispatch for all T steps, one
+    /// workgroup per sample.
+    Persistent,
+    /// `lstm_step_texture.wgsl`: two dispatches per step, each spread over
+    /// B x U gate quads (then B x U / 4 unit quads).
+    PerStep,
+}
+
 /// A model whose weights live on the GPU, ready to run forward passes.
 pub struct GpuModel {
     ctx: Arc<Context>,
@@ -55,6 +72,8 @@ pub struct GpuModel {
     weight_bytes: u64,
     /// The model with its weights dropped: layer facts and training checks.
     checks: Model,
+    /// How LSTM recurrences are dispatched.
+    recurrence: LstmRecurrence,
 }
 
 #[derive(Default)]
@@ -103,7 +122,7 @@ struct OpDesc {
     /// `(binding, resource)` in binding order.
     bindings: Vec<(u32, Res)>,
     groups: (u32, u32, u32),
-    /// Index into `dropouts` when the uniform carries a per-call seed.
+    /// Index into `dropouts` when a uniform carries a per-call seed.
     dropout: Option<usize>,
     /// When set, this is no dispatch but a copy of binding 0's buffer into
     /// this virtual texture.
@@ -178,6 +197,8 @@ struct Plan {
     bytes: u64,
     /// GPU time of each stage, where the device has timestamp queries.
     timestamps: Option<Timestamps>,
+    /// Conv2D layers that leave masked frames uncomputed.
+    skips_masked: Vec<String>,
 }
 
 /// Two timestamps per stage (start, end), resolved and read back with the outputs.
@@ -200,6 +221,7 @@ enum Dispatch {
 /// What planning recorded: the input's and the input mask's virtual
 /// buffers, and what to read back.
 struct Built {
+    skips_masked: Vec<String>,
     input: usize,
     input_mask: Option<usize>,
     reads: Vec<(ReadWhat, usize)>,
@@ -213,7 +235,8 @@ struct Planner<'a> {
     vbufs: Vec<VBuf>,
     ops: Vec<OpDesc>,
     stages: Vec<StageDesc>,
-    dropouts: Vec<(DropoutParams, usize)>,
+    /// Per-call dropout uniforms: (params, layer index, uniform binding).
+    dropouts: Vec<(DropoutParams, usize, u32)>,
     /// Texture copies of virtual buffers: (source, texture rows, format).
     vtex: Vec<(usize, u32, wgpu::TextureFormat)>,
 }
@@ -223,10 +246,19 @@ impl GpuModel {
     pub fn new(ctx: Arc<Context>, model: &Model) -> Result<GpuModel> {
         let guard_ctx = Arc::clone(&ctx);
         let _serial = guard_ctx.exclusive();
+        model.check_weights()?;
         let limits = ctx.limits().clone();
         // The LSTM recurrence binds 7 storage buffers, the most of any kernel.
         let needs_lstm = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Lstm(_)));
-        let storage_needed = if needs_lstm { 7 } else { 4 };
+        // The buffer convolution binds 5 (with the timestep mask).
+        let needs_conv = model.layers().iter().any(|l| matches!(l.kind, LayerKind::Conv2D(_)));
+        let storage_needed = if needs_lstm {
+            7
+        } else if needs_conv {
+            5
+        } else {
+            4
+        };
         if limits.max_storage_buffers_per_shader_stage < storage_needed {
             return Err(Error::LimitExceeded {
                 what: "storage buffers bound by one kernel".into(),
@@ -262,6 +294,7 @@ impl GpuModel {
             tex_shift: (limits.max_texture_dimension_2d.clamp(1, 4096)).ilog2(),
             weight_bytes: 0,
             checks: model.without_weights(),
+            recurrence: LstmRecurrence::Auto,
         };
         for (index, layer) in model.layers().iter().enumerate() {
             let w = gm.upload_weights(model, index, layer)?;
@@ -276,6 +309,15 @@ impl GpuModel {
         &self.ctx
     }
 
+    /// Sets how LSTM recurrences are dispatched (default
+    /// [`LstmRecurrence::Auto`]); plans made so far are dropped.
+    pub fn set_lstm_recurrence(&mut self, recurrence: LstmRecurrence) {
+        if recurrence != self.recurrence {
+            self.recurrence = recurrence;
+            self.plans.clear();
+        }
+    }
+
     /// Bytes of weights on the GPU.
     pub fn weight_bytes(&self) -> u64 {
         self.weight_bytes
@@ -285,6 +327,25 @@ impl GpuModel {
     /// allocates, once a forward of that shape has run.
     pub fn plan_bytes(&self, batch: usize, steps: usize) -> Option<u64> {
         self.plans.iter().find(|(k, _)| k.batch == batch && k.steps == steps).map(|(_, p)| p.bytes)
+    }
+
+    /// Names of the Conv2D layers that leave masked frames uncomputed
+    /// (their outputs there are zeros) in the plans for `(batch, steps)`
+    /// built so far. A layer does so when a timestep mask exists, layer
+    /// outputs are not captured, and only per-frame layers and then an
+    /// LSTM follow it, with no Masking layer between.
+    pub fn layers_skipping_masked_frames(&self, batch: usize, steps: usize) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (key, plan) in &self.plans {
+            if key.batch == batch && key.steps == steps {
+                for n in &plan.skips_masked {
+                    if !names.contains(n) {
+                        names.push(n.clone());
+                    }
+                }
+            }
+        }
+        names
     }
 
     fn upload_weights(
@@ -498,11 +559,13 @@ impl GpuModel {
                     }
                 }
                 LayerKind::Lstm(_) => {
-                    wanted.push(if lstm_uses_textures(&layer.kind) {
-                        (Shader::LstmRecurrenceTexture, "main")
+                    if lstm_uses_textures(&layer.kind) {
+                        wanted.push((Shader::LstmRecurrenceTexture, "main"));
+                        wanted.push((Shader::LstmStepTexture, "gates"));
+                        wanted.push((Shader::LstmStepTexture, "cell"));
                     } else {
-                        (Shader::LstmRecurrence, "main")
-                    });
+                        wanted.push((Shader::LstmRecurrence, "main"));
+                    }
                     wanted.push((matmul, "main"));
                     wanted.push((Shader::MatmulSplitK, "partial"));
                     wanted.push((Shader::MatmulSplitK, "reduce"));
@@ -758,6 +821,37 @@ fn concat_batches(parts: Vec<Forward>) -> Result<Forward> {
 /// multiple of 4); `conv2d.wgsl` otherwise.
 fn conv_uses_textures(kind: &LayerKind) -> bool {
     matches!(kind, LayerKind::Conv2D(c) if c.filters.is_multiple_of(4))
+}
+
+/// True when the values of masked frames of layer `li`'s output can never
+/// be seen, so the layer may leave them uncomputed: the next layers are
+/// per-frame ones (every layer but Masking and LSTM acts on each frame
+/// alone while a time axis exists) up to an LSTM, which skips masked
+/// steps. A Masking layer first would recompute the mask from the values;
+/// no LSTM would let the values reach the output.
+fn masked_frames_unseen(layers: &[Layer], li: usize) -> bool {
+    for layer in layers.iter().skip(li + 1) {
+        match layer.kind {
+            LayerKind::Lstm(_) => return true,
+            LayerKind::Masking { .. } => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// True when [`LstmRecurrence::Auto`] runs an LSTM recurrence of `units`
+/// (a multiple of 4) for `batch` samples and `steps` timesteps as two
+/// dispatches per step rather than one persistent dispatch: when a step
+/// has at least 128 gate quads (B x U), two workgroups' worth. Measured on
+/// lavapipe (2 cores, T = 10 and 30): per-step was faster from B x U = 128
+/// on (U = 128, B = 1: 6.4 -> 4.5 ms at T = 30; U = 256, B = 8: 254 -> 211
+/// ms; U = 32, B = 8: 11.2 -> 7.6 ms), slower below (U = 32, B = 1: 0.84 ->
+/// 1.56 ms), where the two dispatches per step cost more than they spread.
+/// Beyond 4096 steps the persistent kernel is kept, bounding the plan's
+/// uniforms and bind groups (two per step).
+fn per_step_recurrence(batch: usize, steps: usize, units: usize) -> bool {
+    batch * units >= 128 && steps <= 4096
 }
 
 /// True when an LSTM's recurrence runs `lstm_recurrence_texture.wgsl`
@@ -1129,6 +1223,9 @@ impl Planner<'_> {
             if key.masked_input { Some(self.vbuf("input mask".into(), b * t)?) } else { None };
         let mut mask: Option<usize> = input_mask;
         let mut reads: Vec<(ReadWhat, usize)> = Vec::new();
+        let mut skips_masked = Vec::new();
+        // The SpatialDropout layer a conv applies in its epilogue.
+        let mut fused_dropout: Option<usize> = None;
         let model = self.model;
         for (li, (layer, info)) in model.layers.iter().zip(&model.infos).enumerate() {
             let steps = if info.input.timed { t } else { 1 };
@@ -1207,6 +1304,51 @@ impl Planner<'_> {
                     } else {
                         self.workgroups(n * oh * co_blocks, &name)?
                     };
+                    // Masked frames need no convolution when nothing can
+                    // see their values: outputs not captured and only
+                    // per-frame layers, then an LSTM (which skips masked
+                    // steps), with no Masking layer recomputing the mask.
+                    let skip_mask = match mask {
+                        Some(m) if !key.capture && masked_frames_unseen(&model.layers, li) => {
+                            log::debug!("{name}: convolution skips masked frames");
+                            skips_masked.push(name.clone());
+                            Some(m)
+                        }
+                        _ => None,
+                    };
+                    let mask_res = skip_mask.map_or(Res::Ones, Res::Virtual);
+                    // A SpatialDropout right after, in training mode, runs in
+                    // the conv's epilogue unless its input is captured.
+                    let drop = match model.layers.get(li + 1).map(|l| &l.kind) {
+                        Some(LayerKind::SpatialDropout { rate, mode })
+                            if key.training && !key.capture =>
+                        {
+                            log::debug!(
+                                "{name}: {} fused into the convolution",
+                                model.layers[li + 1].name
+                            );
+                            fused_dropout = Some(li + 1);
+                            DropoutParams {
+                                batch: b as u32,
+                                steps: t as u32,
+                                step_len: (oh * ow * c.filters) as u32,
+                                channels: c.filters as u32,
+                                mode: match mode {
+                                    DropoutMode::PerTimestep => 0,
+                                    DropoutMode::PerSample => 1,
+                                },
+                                seed: 0,
+                                threshold: rng::drop_threshold(*rate),
+                                scale: rng::keep_scale(*rate),
+                                groups_x: 0,
+                                sample_offset: 0,
+                                _pad: [0; 2],
+                            }
+                        }
+                        // Threshold 0: the kernel applies no dropout.
+                        _ => DropoutParams { scale: 1.0, ..bytemuck::Zeroable::zeroed() },
+                    };
+                    let drop_res = Res::Uniform(bytemuck::bytes_of(&drop).to_vec());
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -1227,7 +1369,7 @@ impl Planner<'_> {
                         has_bias: u32::from(c.use_bias),
                         groups_x,
                         co_blocks: co_blocks as u32,
-                        _pad: 0,
+                        skip_masked: u32::from(skip_mask.is_some()),
                     };
                     let bias = if c.use_bias {
                         Res::Weight { layer: li, part: WeightPart::Bias }
@@ -1254,6 +1396,8 @@ impl Planner<'_> {
                                 (2, Res::WeightTex { layer: li, chunk: 0 }),
                                 (3, bias),
                                 (4, Res::Virtual(y)),
+                                (5, mask_res),
+                                (6, drop_res),
                             ],
                             (gx, gy, 1),
                         );
@@ -1268,9 +1412,17 @@ impl Planner<'_> {
                                 (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
                                 (3, bias),
                                 (4, Res::Virtual(y)),
+                                (5, mask_res),
+                                (6, drop_res),
                             ],
                             (gx, gy, 1),
                         );
+                    }
+                    if fused_dropout == Some(li + 1) {
+                        self.dropouts.push((drop, li + 1, 6));
+                        if let Some(op) = self.ops.last_mut() {
+                            op.dropout = Some(self.dropouts.len() - 1);
+                        }
                     }
                     value = y;
                 }
@@ -1318,6 +1470,9 @@ impl Planner<'_> {
                         (gx, gy, 1),
                     );
                     value = y;
+                }
+                LayerKind::SpatialDropout { .. } if fused_dropout == Some(li) => {
+                    // Applied by the conv before it: the value is aliased.
                 }
                 LayerKind::SpatialDropout { rate, mode } if key.training => {
                     let channels = *info.input.dims.last().unwrap_or(&1);
@@ -1423,22 +1578,80 @@ impl Planner<'_> {
                         let r = Res::Weight { layer: li, part: WeightPart::Recurrent };
                         (Shader::LstmRecurrence, bytes, r)
                     };
-                    self.op(
-                        rec,
-                        shader,
-                        "main",
-                        vec![
-                            (0, Res::Uniform(uniform)),
-                            (1, Res::Virtual(xproj)),
-                            (2, recurrent),
-                            (3, mask_res),
-                            (4, Res::Virtual(state)),
-                            (5, Res::Virtual(seq)),
-                            (6, Res::Virtual(last)),
-                            (7, Res::Virtual(cseq)),
-                        ],
-                        (b as u32, 1, 1),
-                    );
+                    let per_step = tex
+                        && match self.model.recurrence {
+                            LstmRecurrence::Auto => per_step_recurrence(b, t, u),
+                            LstmRecurrence::Persistent => false,
+                            LstmRecurrence::PerStep => true,
+                        };
+                    if per_step {
+                        log::debug!("{name}: recurrence in 2 dispatches per step (B={b}, U={u})");
+                        let tex_params = LstmTexParams {
+                            batch: params.batch,
+                            steps: params.steps,
+                            units: params.units,
+                            act: params.act,
+                            rec_act: params.rec_act,
+                            zero_output_for_mask: params.zero_output_for_mask,
+                            write_seq: params.write_seq,
+                            tex_shift: self.model.tex_shift,
+                        };
+                        let (gx, gy, gates_x) = self.grid(b * u, &name)?;
+                        let (cx, cy, cell_x) = self.grid(b * u / 4, &name)?;
+                        for step in 0..t as u32 {
+                            let p = LstmStepParams {
+                                tex: tex_params,
+                                step,
+                                groups_x: gates_x,
+                                _pad: [0; 2],
+                            };
+                            self.op(
+                                rec,
+                                Shader::LstmStepTexture,
+                                "gates",
+                                vec![
+                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (1, Res::Virtual(xproj)),
+                                    (2, Res::RecurrentTex { layer: li }),
+                                    (3, mask_res.clone()),
+                                    (4, Res::Virtual(state)),
+                                ],
+                                (gx, gy, 1),
+                            );
+                            let p = LstmStepParams { groups_x: cell_x, ..p };
+                            self.op(
+                                rec,
+                                Shader::LstmStepTexture,
+                                "cell",
+                                vec![
+                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (3, mask_res.clone()),
+                                    (4, Res::Virtual(state)),
+                                    (5, Res::Virtual(seq)),
+                                    (6, Res::Virtual(last)),
+                                    (7, Res::Virtual(cseq)),
+                                ],
+                                (cx, cy, 1),
+                            );
+                        }
+                    } else {
+                        self.op(
+                            rec,
+                            shader,
+                            "main",
+                            vec![
+                                (0, Res::Uniform(uniform)),
+                                (1, Res::Virtual(xproj)),
+                                (2, recurrent),
+                                (3, mask_res),
+                                (4, Res::Virtual(state)),
+                                (5, Res::Virtual(seq)),
+                                (6, Res::Virtual(last)),
+                                (7, Res::Virtual(cseq)),
+                            ],
+                            (b as u32, 1, 1),
+                        );
+                    }
                     value = if l.return_sequences { seq } else { last };
                     if !l.return_sequences {
                         mask = None;
@@ -1467,7 +1680,7 @@ impl Planner<'_> {
         };
         reads.push((ReadWhat::Output(shape), value));
         let _ = input;
-        Ok(Built { input, input_mask, reads })
+        Ok(Built { skips_masked, input, input_mask, reads })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1511,7 +1724,7 @@ impl Planner<'_> {
             ],
             (gx, gy, 1),
         );
-        self.dropouts.push((params, li));
+        self.dropouts.push((params, li, 0));
         if let Some(op) = self.ops.last_mut() {
             op.dropout = Some(self.dropouts.len() - 1);
         }
@@ -1520,7 +1733,7 @@ impl Planner<'_> {
 
     /// Assigns physical buffers and creates bind groups and staging buffers.
     fn materialize(mut self, built: Built) -> Result<Plan> {
-        let Built { input, input_mask, reads } = built;
+        let Built { skips_masked, input, input_mask, reads } = built;
         let model = self.model;
         let ctx = &model.ctx;
         let device = &ctx.device;
@@ -1697,8 +1910,8 @@ impl Planner<'_> {
                 })
             })?;
             if let Some(d) = op.dropout {
-                if let Some((_, buf)) = uniforms.first() {
-                    let (params, layer) = self.dropouts[d];
+                let (params, layer, binding) = self.dropouts[d];
+                if let Some((_, buf)) = uniforms.iter().find(|(b, _)| *b == binding) {
                     dropout_uniforms.push((buf.clone(), params, layer));
                 }
             }
@@ -1754,6 +1967,7 @@ impl Planner<'_> {
             dropouts: dropout_uniforms,
             readbacks,
             bytes: total,
+            skips_masked,
         })
     }
 }

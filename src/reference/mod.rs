@@ -78,6 +78,7 @@ fn run(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Forward> {
     let (b, t) = model.check_input(input.shape())?;
+    model.check_weights()?;
     model.check_training(opts.training)?;
     crate::tensor::check_finite("input", input)?;
     if let Some(m) = initial_mask {
