@@ -239,7 +239,7 @@ fn load_model(which: &BenchModel) -> Result<(Model, String)> {
             let shown = path.display().to_string();
             let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
             let model = if is_json {
-                let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                let text = crate::keras::read_text(path, crate::keras::MAX_MODEL_JSON_BYTES)?;
                 let mut m = crate::keras::load_model_json(&text, &shown)?;
                 crate::init::keras_default_weights(&mut m, 1)?;
                 m
@@ -302,10 +302,10 @@ fn check_options(opts: &BenchOptions) -> Result<()> {
         ));
     }
     if opts.peak && opts.device == BenchDevice::Cpu {
-        return Err(Error::input(
-            "bench options",
-            "--peak with --device gpu (the ceilings are the adapter's)",
-            "--peak with --device cpu",
+        return Err(Error::Unsupported(
+            "peak measures the GPU adapter's ceilings, so it needs the GPU device, not the CPU \
+             reference (--peak needs --device gpu)"
+                .into(),
         ));
     }
     Ok(())

@@ -71,6 +71,10 @@ impl Tensor {
 
 /// Fails on the first NaN or infinity, naming its index.
 ///
+/// `what` names the tensor; [`Error::Input`] already says "input", so for
+/// the model input itself (`what` = `"input"`) the message reads
+/// `input value at [0, 1, 4]: expected a finite number ..., got NaN`.
+///
 /// Model inputs must be finite: WGSL leaves arithmetic on NaN and infinity
 /// to the implementation (measured here, Vulkan propagated an infinity as
 /// NaN where GL produced finite numbers), so such inputs are rejected on
@@ -85,8 +89,9 @@ pub fn check_finite(what: &str, t: &Tensor) -> Result<()> {
                 *slot = rest % dim.max(&1);
                 rest /= dim.max(&1);
             }
+            let name = if what == "input" { String::new() } else { format!("{what} ") };
             Err(Error::input(
-                format!("{what} value at {}", shape_str(&index)),
+                format!("{name}value at {}", shape_str(&index)),
                 "a finite number (NaN and infinity are rejected)",
                 t.data()[i].to_string(),
             ))

@@ -85,6 +85,37 @@ fn summary_of_the_demo_model_matches_keras() {
 }
 
 #[test]
+fn summary_reads_a_model_from_a_pipe() {
+    // Process substitution hands the binary a pipe (/dev/fd/N), not a file.
+    let model = fixture("article_small").join("model.json");
+    let from_file = cnn_lstm(&["summary", path(&model)]);
+    assert_eq!(from_file.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_file.stderr));
+    let script =
+        format!("exec '{}' summary <(cat '{}')", env!("CARGO_BIN_EXE_cnn-lstm"), path(&model));
+    let from_pipe = Command::new("bash")
+        .args(["-c", &script])
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert_eq!(from_pipe.status.code(), Some(0), "{}", String::from_utf8_lossy(&from_pipe.stderr));
+    assert_eq!(from_pipe.stdout, from_file.stdout);
+    assert!(String::from_utf8_lossy(&from_pipe.stdout).contains("Total params"));
+}
+
+#[test]
+fn an_endless_stream_is_refused_at_the_cap() {
+    // /dev/zero is only read. Model JSON is capped at 64 MiB = 67108864 bytes.
+    if !Path::new("/dev/zero").exists() {
+        eprintln!("skipped: no /dev/zero");
+        return;
+    }
+    let line = assert_one_error_line(&cnn_lstm(&["summary", "/dev/zero"]));
+    assert!(line.contains("/dev/zero") && line.contains("67108864 bytes"), "{line}");
+    assert!(line.contains("not a regular file"), "{line}");
+}
+
+#[test]
 fn missing_files_are_one_line_errors() {
     let line = assert_one_error_line(&cnn_lstm(&["summary", "/nonexistent/model.json"]));
     assert!(line.contains("model.json"), "{line}");
@@ -120,6 +151,74 @@ fn unknown_adapter_is_a_one_line_error() {
         .unwrap();
     let line = assert_one_error_line(&out);
     assert!(line.contains("no adapter is called this"), "{line}");
+}
+
+/// `cnn-lstm ARGS` with extra environment variables.
+fn cnn_lstm_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnn-lstm"));
+    cmd.args(args)
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .env_remove("RUST_LOG")
+        .env_remove("CNN_LSTM_BACKEND")
+        .env_remove("CNN_LSTM_ADAPTER");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn a_filter_that_matches_nothing_lists_the_adapters_that_exist() {
+    // The adapters on every backend, as `devices` lists them unfiltered.
+    let listed = cnn_lstm_env(&["devices"], &[]);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    let adapters: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "Adapters:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(str::trim)
+        .collect();
+    let filters: [&[(&str, &str)]; 2] = [
+        &[("CNN_LSTM_ADAPTER", "nothing-matches")],
+        &[("CNN_LSTM_BACKEND", if cfg!(target_os = "macos") { "dx12" } else { "metal" })],
+    ];
+    for env in filters {
+        let out = cnn_lstm_env(&["demo", "--batch", "1", "--timesteps", "1", "--no-trained"], env);
+        let line = assert_one_error_line(&out);
+        assert!(line.contains("no GPU adapter: none matches"), "{line}");
+        assert!(line.contains(env[0].1), "{line}");
+        if adapters.is_empty() {
+            assert!(std::env::var_os("CI").is_none(), "CI has software adapters");
+            assert!(line.contains("no adapter exists on any backend"), "{line}");
+            assert!(line.contains("mesa-vulkan-drivers"), "{line}");
+        } else {
+            assert!(line.contains("Relax or change the filter"), "{line}");
+            assert!(!line.contains("mesa"), "{line}");
+            for adapter in &adapters {
+                assert!(line.contains(adapter), "{adapter} missing from {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_no_adapter_message_suggests_a_driver_only_when_none_exists() {
+    use cnn_lstm::gpu::no_adapter_message;
+    let all = vec!["llvmpipe (LLVM 19.1.7, 256 bits) (Vulkan, Cpu)".to_string()];
+    let m = no_adapter_message(None, Some("nothing-matches"), &all);
+    assert!(m.contains("CNN_LSTM_ADAPTER='nothing-matches'"), "{m}");
+    assert!(m.contains(&all[0]) && m.contains("Relax or change the filter"), "{m}");
+    assert!(!m.contains("mesa"), "{m}");
+    let m = no_adapter_message(Some("metal"), None, &all);
+    assert!(m.contains("CNN_LSTM_BACKEND=metal") && m.contains(&all[0]), "{m}");
+    assert!(!m.contains("mesa"), "{m}");
+    for m in
+        [no_adapter_message(Some("metal"), Some("x"), &[]), no_adapter_message(None, None, &[])]
+    {
+        assert!(m.contains("apt-get install mesa-vulkan-drivers"), "{m}");
+        assert!(!m.contains("Relax"), "{m}");
+    }
 }
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras");
@@ -516,6 +615,69 @@ fn a_failing_run_leaves_no_output_file() {
     }
 }
 
+/// A safetensors file holding one F64 tensor `input` of shape [1] (built by
+/// hand: 8-byte little-endian header length, JSON header, data).
+fn f64_input_file(path: &Path) {
+    let mut header = br#"{"input":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#.to_vec();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&1.5f64.to_le_bytes());
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_f64_input_is_told_to_be_float32() {
+    let tmp = TempDir::new("f64-input");
+    let input = tmp.0.join("in.safetensors");
+    f64_input_file(&input);
+    let dir = fixture("article_small");
+    let out_path = tmp.0.join("out.safetensors");
+    let (model, weights) = (dir.join("model.json"), dir.join("weights.safetensors"));
+    for cmd in ["run", "verify"] {
+        let mut args = vec![
+            cmd,
+            "--model",
+            path(&model),
+            "--weights",
+            path(&weights),
+            "--input",
+            path(&input),
+        ];
+        if cmd == "run" {
+            args.extend(["--output", path(&out_path), "--device", "cpu"]);
+        }
+        let line = assert_one_error_line(&cnn_lstm(&args));
+        assert!(
+            line.contains(path(&input)) && line.contains("tensor input has dtype F64"),
+            "{line}"
+        );
+        assert!(line.contains("model inputs must be float32"), "{line}");
+        assert!(!line.contains("weights"), "{line}");
+    }
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn an_output_path_that_is_a_directory_is_named() {
+    let tmp = TempDir::new("output-dir");
+    let dir = fixture("article_small");
+    let out = cnn_lstm(&[
+        "run",
+        "--model",
+        path(&dir.join("model.keras")),
+        "--input",
+        path(&dir.join("io.safetensors")),
+        "--output",
+        path(&tmp.0),
+        "--device",
+        "cpu",
+    ]);
+    let line = assert_one_error_line(&out);
+    assert_eq!(line, format!("error: {}: is a directory; give a file path", path(&tmp.0)));
+    assert!(tmp.0.is_dir());
+}
+
 #[test]
 fn bench_on_the_cpu_times_every_layer() {
     let out = cnn_lstm(&[
@@ -584,9 +746,13 @@ fn bench_json_has_the_documented_fields() {
 
 #[test]
 fn bench_peak_on_the_cpu_is_refused_naming_the_option() {
+    // A usage error (exit 2, clap's usage line), not a run failure.
     let out = cnn_lstm(&["bench", "--device", "cpu", "--peak", "--iters", "1"]);
-    assert_ne!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--peak"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--peak") && stderr.contains("--device cpu"), "{stderr}");
+    assert!(stderr.contains("Usage: cnn-lstm bench"), "{stderr}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]

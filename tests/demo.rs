@@ -120,6 +120,25 @@ fn demo_on_the_cpu_reproduces_the_keras_trained_model() {
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("Total params: 31,520,330"), "{text}");
     assert!(text.contains("not meaningful"), "{text}");
+    // Nothing is compared on the CPU alone, and the table has one CPU column.
+    assert!(!text.contains("GPU and the CPU reference compute the same"), "{text}");
+    assert!(text.contains("only the CPU reference runs"), "{text}");
+    let header = text.lines().find(|l| l.contains("true digit")).unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>().join(" "),
+        "clip length true digit CPU class (prob)"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("true digit"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        // clip, length, true digit, class, (prob): five cells.
+        assert_eq!(row.split_whitespace().count(), 5, "{row}");
+    }
     // Keras's accuracy on the fixture's 397 clips (its README): 354/397.
     assert!(text.contains("accuracy 354/397"), "{text}");
     assert!(text.contains("same predicted class on 397/397 clips"), "{text}");

@@ -79,6 +79,101 @@ fn failed_write_leaves_nothing_behind() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Makes a FIFO at `path` with the `mkfifo` tool.
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn writing_over_a_non_regular_file_is_refused_and_leaves_it_alone() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = scratch("non_regular_output");
+    let t = vec![("x".to_string(), StoredTensor::U8 { shape: vec![1], data: vec![1] })];
+    let format_message = |r: cnn_lstm::Result<()>| match r {
+        Err(Error::Format { path, message }) => (path, message),
+        other => panic!("expected a format error, got {other:?}"),
+    };
+
+    let fifo = dir.join("pipe");
+    mkfifo(&fifo);
+    let (path, message) = format_message(keras::write_tensors(&fifo, &t));
+    assert_eq!(path, fifo.display().to_string());
+    assert!(message.contains("FIFO") && message.contains("not a regular file"), "{message}");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let target = dir.join("target.safetensors");
+    std::fs::write(&target, b"left alone").unwrap();
+    let link = dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (path, message) = format_message(keras::write_tensors(&link, &t));
+    assert_eq!(path, link.display().to_string());
+    assert!(message.contains("symbolic link") && message.contains("not a regular file"));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"left alone");
+
+    let sub = dir.join("folder");
+    std::fs::create_dir(&sub).unwrap();
+    let (path, message) = format_message(keras::write_tensors(&sub, &t));
+    assert_eq!(path, sub.display().to_string());
+    assert_eq!(message, "is a directory; give a file path");
+    assert!(sub.is_dir());
+
+    // Nothing else (no temporary file) was created.
+    let mut names: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    let want: Vec<std::ffi::OsString> =
+        ["folder", "link.safetensors", "pipe", "target.safetensors"].map(Into::into).into();
+    assert_eq!(names, want);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn reads_are_capped_on_regular_files_and_pipes() {
+    let dir = scratch("read_caps");
+    // A regular file: at most `max` bytes, whatever the stream cap.
+    let file = dir.join("ten");
+    std::fs::write(&file, [7u8; 10]).unwrap();
+    assert_eq!(keras::read_file_capped(&file, 10, 1).unwrap(), vec![7u8; 10]);
+    match keras::read_file_capped(&file, 9, u64::MAX) {
+        Err(Error::Format { path, message }) => {
+            assert_eq!(path, file.display().to_string());
+            assert!(message.contains("more than 9 bytes"), "{message}");
+        }
+        other => panic!("expected a format error, got {other:?}"),
+    }
+    // A FIFO: at most min(max, stream cap) bytes.
+    let fifo = dir.join("pipe");
+    mkfifo(&fifo);
+    let read_fifo = |max: u64, stream_max: u64| {
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            // 100 bytes fit the pipe's buffer, so the writer never blocks on a
+            // reader that stopped early.
+            let mut f = std::fs::OpenOptions::new().write(true).open(writer_path).unwrap();
+            let _ = f.write_all(&[3u8; 100]);
+        });
+        let got = keras::read_file_capped(&fifo, max, stream_max);
+        writer.join().unwrap();
+        got
+    };
+    assert_eq!(read_fifo(u64::MAX, 100).unwrap(), vec![3u8; 100]);
+    assert_eq!(read_fifo(100, u64::MAX).unwrap(), vec![3u8; 100]);
+    for (max, stream_max) in [(u64::MAX, 99), (99, u64::MAX)] {
+        match read_fifo(max, stream_max) {
+            Err(Error::Format { path, message }) => {
+                assert_eq!(path, fifo.display().to_string());
+                assert!(message.contains("not a regular file"), "{message}");
+                assert!(message.contains("more than 99 bytes"), "{message}");
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+    assert_eq!(keras::MAX_STREAM_BYTES, 1_073_741_824, "the documented 1 GiB");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn missing_extra_and_misshapen_weights_are_named() {
     let dir = scratch("bad_weights");

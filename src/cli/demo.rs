@@ -80,10 +80,18 @@ pub fn run(args: &DemoArgs) -> CliResult {
     let mut model = article_model()?;
     run_device::keras_default_weights(&mut model, args.seed)?;
     say!("{}", summary(&model).trim_end());
+    let checked = match args.device {
+        Device::Gpu => {
+            "What is checked is that the GPU and the CPU reference compute the same thing."
+        }
+        Device::Cpu => {
+            "With --device cpu only the CPU reference runs, so nothing is compared in this part \
+             (--device gpu checks the GPU against it)."
+        }
+    };
     say!(
         "The weights are Keras's default initialisation (seed {}), not trained: the predicted \
-         classes below are not meaningful. What is checked is that the GPU and the CPU \
-         reference compute the same thing.",
+         classes below are not meaningful. {checked}",
         args.seed
     );
     say!("");
@@ -321,17 +329,27 @@ fn print_predictions(clips: &[ClipInfo], gpu: Option<&Forward>, cpu: &Forward) -
     let cpu_pred = argmax_rows(&cpu.output)?;
     let gpu_pred = gpu.map(|g| argmax_rows(&g.output)).transpose()?;
     say!("Predicted class per clip (untrained model: not meaningful):");
-    let device = if gpu.is_some() { "GPU" } else { "CPU" };
-    say!("  clip  length  true digit  {device} class (prob)  CPU class");
-    for (i, clip) in clips.iter().enumerate() {
-        let (class, prob) = gpu_pred.as_ref().map_or(cpu_pred[i], |g| g[i]);
-        say!(
-            "  {i:>4}  {:>6}  {:>10}  {:>9} ({prob:.4})  {:>9}",
-            clip.length,
-            clip.label,
-            class,
-            cpu_pred[i].0
-        );
+    match &gpu_pred {
+        Some(gpu_pred) => {
+            say!("  clip  length  true digit  GPU class (prob)  CPU class");
+            for (i, clip) in clips.iter().enumerate() {
+                let (class, prob) = gpu_pred[i];
+                say!(
+                    "  {i:>4}  {:>6}  {:>10}  {:>9} ({prob:.4})  {:>9}",
+                    clip.length,
+                    clip.label,
+                    class,
+                    cpu_pred[i].0
+                );
+            }
+        }
+        None => {
+            say!("  clip  length  true digit  CPU class (prob)");
+            for (i, clip) in clips.iter().enumerate() {
+                let (class, prob) = cpu_pred[i];
+                say!("  {i:>4}  {:>6}  {:>10}  {:>9} ({prob:.4})", clip.length, clip.label, class);
+            }
+        }
     }
     Ok(())
 }

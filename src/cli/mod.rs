@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use cnn_lstm::Error;
 
@@ -230,6 +230,7 @@ pub(crate) use say;
 /// The whole program: parse, run, report.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    check_usage(&cli);
     init_logging();
     ensure_runtime_dir();
     std::panic::set_hook(Box::new(|info| {
@@ -247,6 +248,26 @@ pub fn main() -> ExitCode {
         }
         // The panic hook already printed the one `error:` line.
         Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Usage rules clap's attributes cannot state (a flag that conflicts with
+/// one value of another option, which has a default): exits with code 2 and
+/// clap's usage message, like any other bad usage.
+fn check_usage(cli: &Cli) {
+    if let Some(Command::Bench(args)) = &cli.command {
+        if args.peak && args.device == Device::Cpu {
+            let mut cmd = Cli::command();
+            let bench = cmd.find_subcommand_mut("bench").map(|b| b.clone());
+            let mut bench = bench.unwrap_or(cmd).bin_name("cnn-lstm bench");
+            bench
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--peak measures the GPU adapter's ceilings and cannot be used with \
+                     --device cpu; drop --peak or use --device gpu",
+                )
+                .exit();
+        }
     }
 }
 

@@ -58,7 +58,7 @@ pub fn mask_tensor(layer: &LayerOutput) -> Result<Option<StoredTensor>> {
 pub fn load_model(model: &Path, weights: Option<&Path>) -> Result<Model> {
     let mut model = run_device::model_from_file(model)?;
     if let Some(path) = weights {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = keras::read_file(path, u64::MAX)?;
         run_device::load_weights(&mut model, &bytes, &path.display().to_string())?;
     }
     Ok(model.model)
@@ -79,7 +79,7 @@ pub fn forward(
 
 /// Reads the f32 tensor `key` of a safetensors file.
 pub fn read_f32(path: &Path, key: &str) -> Result<Tensor> {
-    let mut tensors = keras::read_tensors(path)?;
+    let mut tensors = keras::read_input_tensors(path)?;
     take_f32(&mut tensors, key, &path.display().to_string())
 }
 

@@ -99,7 +99,7 @@ pub fn model_from_file(path: &Path) -> Result<keras::KerasModel> {
         let inner = keras::InnerNames::keras_defaults(&model);
         return Ok(keras::KerasModel { model, inner });
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = keras::read_text(path, keras::MAX_MODEL_JSON_BYTES)?;
     keras::KerasModel::from_json(&text, &path.display().to_string())
 }
 

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cnn_lstm::keras::{read_tensors, StoredTensor};
+use cnn_lstm::keras::{read_input_tensors, StoredTensor};
 use cnn_lstm::{Forward, LayerOutput, RunOptions, Tensor, Tolerance};
 
 use super::run::{load_model, mask_tensor, take_f32};
@@ -24,7 +24,7 @@ use super::{say, CliResult, Failure, VerifyArgs};
 pub fn run(args: &VerifyArgs) -> CliResult {
     let model = load_model(&args.model, args.weights.as_deref())?;
     let origin = args.input.display().to_string();
-    let mut stored = read_tensors(&args.input)?;
+    let mut stored = read_input_tensors(&args.input)?;
     let input = take_f32(&mut stored, &args.input_key, &origin)?;
     let keras = stored.contains_key("output").then_some(stored);
 

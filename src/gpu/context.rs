@@ -131,6 +131,35 @@ pub fn list_adapters() -> Vec<String> {
         .collect()
 }
 
+/// The message of [`Error::NoAdapter`] when no adapter matches the filter
+/// `backend` / `adapter` (`CNN_LSTM_BACKEND` / `CNN_LSTM_ADAPTER`); `all`
+/// lists the adapters that exist on any backend, as [`list_adapters`] does.
+///
+/// When some exist, it lists them and says to relax or change the filter;
+/// only when none exists at all does it suggest installing a driver.
+pub fn no_adapter_message(backend: Option<&str>, adapter: Option<&str>, all: &[String]) -> String {
+    let filtered = backend.is_some() || adapter.is_some();
+    let install = "on Linux without a GPU, install Mesa's software Vulkan driver (apt-get \
+                   install mesa-vulkan-drivers)";
+    if !filtered {
+        return format!("wgpu found no adapter on any backend; {install}");
+    }
+    let filter = format!(
+        "CNN_LSTM_BACKEND={}, CNN_LSTM_ADAPTER={}",
+        backend.unwrap_or("(unset)"),
+        adapter.map_or("(unset)".to_string(), |a| format!("'{a}' (part of the name)"))
+    );
+    if all.is_empty() {
+        return format!("none matches ({filter}), and no adapter exists on any backend; {install}");
+    }
+    format!(
+        "none matches ({filter}); the adapters that exist: {}. Relax or change the filter \
+         (CNN_LSTM_ADAPTER takes a part of a name above, CNN_LSTM_BACKEND one of their \
+         backends), or unset both to use the best adapter",
+        all.join("; ")
+    )
+}
+
 impl Context {
     /// Picks an adapter and creates a device with the adapter's own limits.
     ///
@@ -154,15 +183,13 @@ impl Context {
             (type_rank(info.device_type), backend_rank(info.backend))
         });
         let adapter = adapters.into_iter().next().ok_or_else(|| {
-            let filter = format!(
-                "backend {}, adapter name containing {}",
-                options.backend.as_deref().unwrap_or("any"),
-                options.adapter.as_deref().map_or("anything".to_string(), |a| format!("'{a}'"))
-            );
-            let seen = if found.is_empty() { "none".to_string() } else { found.join("; ") };
-            Error::NoAdapter(format!(
-                "none matches ({filter}); adapters found: {seen}. On Linux without a GPU, \
-                 install Mesa's software Vulkan driver (apt-get install mesa-vulkan-drivers)"
+            // The filtered backend may have none while others have some:
+            // list every adapter on every backend.
+            let all = if options.backend.is_some() { list_adapters() } else { found };
+            Error::NoAdapter(no_adapter_message(
+                options.backend.as_deref(),
+                options.adapter.as_deref(),
+                &all,
             ))
         })?;
         Self::from_adapter(adapter, options)

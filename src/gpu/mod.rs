@@ -4,5 +4,7 @@ mod context;
 pub mod kernels;
 mod scheduler;
 
-pub use context::{list_adapters, parse_backend, Context, ContextOptions, MatmulVariant};
+pub use context::{
+    list_adapters, no_adapter_message, parse_backend, Context, ContextOptions, MatmulVariant,
+};
 pub use scheduler::{GpuModel, LstmRecurrence};

@@ -5,7 +5,7 @@
 //! # fn main() -> cnn_lstm::Result<()> {
 //! use cnn_lstm::keras;
 //! // Architecture from JSON, weights from safetensors:
-//! let text = std::fs::read_to_string("model.json").unwrap();
+//! let text = keras::read_text("model.json", keras::MAX_MODEL_JSON_BYTES)?;
 //! let mut model = keras::load_model_json(&text, "model.json")?;
 //! keras::load_weights_safetensors(&mut model, "weights.safetensors")?;
 //! // Or both from one `.keras` file:
@@ -25,8 +25,8 @@ use std::io::Read;
 use std::path::Path;
 
 pub use weights::{
-    read_f32_tensors, read_tensors, read_tensors_bytes, serialize_tensors, write_tensors,
-    InnerNames, StoredTensor,
+    read_f32_tensors, read_input_tensors, read_tensors, read_tensors_bytes, serialize_tensors,
+    write_tensors, InnerNames, StoredTensor,
 };
 
 use crate::error::{Error, Result};
@@ -79,6 +79,74 @@ pub fn load_weights_safetensors(model: &mut Model, path: impl AsRef<Path>) -> Re
     weights::load_safetensors_into(model, &inner, path)
 }
 
+/// Most bytes read from a source that is not a regular file (a FIFO, process
+/// substitution `<(cat file)`, a character device): 1 GiB. Such a source has
+/// no size to check up front and may never end (`/dev/zero`), so reading
+/// stops one byte past this cap and fails.
+pub const MAX_STREAM_BYTES: u64 = 1 << 30;
+
+/// Largest model JSON read (64 MiB, as for a `.keras` archive's
+/// `config.json`; Keras writes a few KiB per layer).
+pub const MAX_MODEL_JSON_BYTES: u64 = MAX_CONFIG_BYTES;
+
+/// Reads a whole file: at most `max` bytes from a regular file, and at most
+/// `max.min(MAX_STREAM_BYTES)` from anything else (see [`MAX_STREAM_BYTES`]).
+///
+/// Every file cnn-lstm reads goes through here. Fails with [`Error::Io`]
+/// when the file cannot be read and [`Error::Format`], naming the path and
+/// the cap, when it holds more.
+pub fn read_file(path: impl AsRef<Path>, max: u64) -> Result<Vec<u8>> {
+    read_file_capped(path, max, MAX_STREAM_BYTES)
+}
+
+/// [`read_file`] with the cap for non-regular files given: at most `max`
+/// bytes from a regular file, at most `max.min(stream_max)` from anything
+/// else.
+pub fn read_file_capped(path: impl AsRef<Path>, max: u64, stream_max: u64) -> Result<Vec<u8>> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    let regular = meta.is_file();
+    let cap = if regular { max } else { max.min(stream_max) };
+    let too_large = || {
+        let message = if regular {
+            format!("holds more than {cap} bytes, the most cnn-lstm reads from this kind of file")
+        } else if cap < max {
+            format!(
+                "is not a regular file (a pipe or a device) and gave more than {cap} bytes, the \
+                 most cnn-lstm reads from such a source; save the data to a regular file"
+            )
+        } else {
+            format!(
+                "is not a regular file (a pipe or a device) and gave more than {cap} bytes, the \
+                 most cnn-lstm reads from this kind of file"
+            )
+        };
+        Error::format(path.display().to_string(), message)
+    };
+    if regular && meta.len() > cap {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    if regular {
+        // The size is known: one allocation (the file may still change).
+        out.reserve_exact(usize::try_from(meta.len()).unwrap_or(0));
+    }
+    // One byte past the cap tells a source at the cap from a larger one.
+    file.take(cap.saturating_add(1)).read_to_end(&mut out).map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > cap {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// Reads a UTF-8 text file of at most `max` bytes through [`read_file`].
+pub fn read_text(path: impl AsRef<Path>, max: u64) -> Result<String> {
+    let path = path.as_ref();
+    String::from_utf8(read_file(path, max)?)
+        .map_err(|e| Error::format(path.display().to_string(), format!("not UTF-8 text: {e}")))
+}
+
 /// Largest `model.weights.h5` read from a `.keras` archive (8 GiB).
 const MAX_WEIGHTS_BYTES: u64 = 8 << 30;
 
@@ -90,7 +158,7 @@ const MAX_CONFIG_BYTES: u64 = 64 << 20;
 /// holding `config.json` and `model.weights.h5`).
 pub fn load_keras_file(path: impl AsRef<Path>) -> Result<Model> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_file(path, u64::MAX)?;
     load_keras_bytes(&bytes, &path.display().to_string())
 }
 

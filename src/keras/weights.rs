@@ -63,13 +63,31 @@ impl StoredTensor {
 /// Fails with [`Error::Format`] when the header is malformed or lies about
 /// sizes, or a tensor has an element type other than F32, U8 or I32.
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, StoredTensor>> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    read_tensors_bytes(&bytes, &path.display().to_string())
+    read_tensors_as(path.as_ref(), "convert it to float32")
+}
+
+/// Like [`read_tensors`] for a file holding a model input: a tensor of
+/// another element type is reported as an input that must be float32.
+pub fn read_input_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, StoredTensor>> {
+    read_tensors_as(
+        path.as_ref(),
+        "model inputs must be float32: convert the input, e.g. x.astype('float32'), and save \
+         it again",
+    )
+}
+
+/// [`read_tensors`] with `fix` said after an unsupported element type.
+fn read_tensors_as(path: &Path, fix: &str) -> Result<BTreeMap<String, StoredTensor>> {
+    let bytes = super::read_file(path, u64::MAX)?;
+    parse_tensors(&bytes, &path.display().to_string(), fix)
 }
 
 /// Like [`read_tensors`] on bytes in memory; `source` names them in errors.
 pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String, StoredTensor>> {
+    parse_tensors(bytes, source, "convert it to float32")
+}
+
+fn parse_tensors(bytes: &[u8], source: &str, fix: &str) -> Result<BTreeMap<String, StoredTensor>> {
     let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::format(source, format!("not a valid safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
@@ -93,7 +111,7 @@ pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String,
                     source,
                     format!(
                         "tensor {name} has dtype {other:?}; cnn-lstm reads F32, U8 and I32 \
-                         (save weights as float32)"
+                         tensors ({fix})"
                     ),
                 ))
             }
@@ -108,7 +126,7 @@ pub fn read_tensors_bytes(bytes: &[u8], source: &str) -> Result<BTreeMap<String,
 pub fn read_f32_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tensor>> {
     let path = path.as_ref();
     let source = path.display().to_string();
-    read_tensors(path)?
+    read_tensors_as(path, "save weights as float32")?
         .into_iter()
         .map(|(name, t)| match t {
             StoredTensor::F32(t) => Ok((name, t)),
@@ -124,9 +142,13 @@ pub fn read_f32_tensors(path: impl AsRef<Path>) -> Result<BTreeMap<String, Tenso
 ///
 /// The file is written beside `path` under a temporary name and renamed
 /// over `path` only when complete, so a failure never leaves a half-written
-/// file at `path`.
+/// file at `path`. Because the rename replaces whatever `path` names, an
+/// existing `path` that is not a regular file (a directory, a symlink, a
+/// FIFO, a device, a socket) is refused with [`Error::Format`] and left as
+/// it is.
 pub fn write_tensors(path: impl AsRef<Path>, tensors: &[(String, StoredTensor)]) -> Result<()> {
     let path = path.as_ref();
+    check_replaceable(path)?;
     let bytes = serialize_tensors(tensors, &path.display().to_string())?;
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
@@ -142,6 +164,53 @@ pub fn write_tensors(path: impl AsRef<Path>, tensors: &[(String, StoredTensor)])
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+/// Fails unless `path` is absent or a regular file, which the atomic rename
+/// of [`write_tensors`] may replace.
+fn check_replaceable(path: &Path) -> Result<()> {
+    // symlink_metadata: a symlink is judged itself, not by its target.
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        return Ok(());
+    }
+    let shown = path.display().to_string();
+    if ft.is_dir() {
+        return Err(Error::format(shown, "is a directory; give a file path"));
+    }
+    let kind = if ft.is_symlink() { "a symbolic link" } else { special_kind(&ft) };
+    Err(Error::format(
+        shown,
+        format!(
+            "is {kind}, not a regular file; cnn-lstm writes its output to a new file and \
+             renames it over the path, which would replace the {kind} itself; give the path \
+             of a regular file (or of one that does not exist yet)"
+        ),
+    ))
+}
+
+/// Names a file type that is neither a regular file, a directory nor a symlink.
+#[cfg(unix)]
+fn special_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+/// Names a file type that is neither a regular file, a directory nor a symlink.
+#[cfg(not(unix))]
+fn special_kind(_ft: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 /// Serializes tensors to safetensors bytes; `source` names the target in errors.
