@@ -129,6 +129,13 @@ struct OpDesc {
     copy_to: Option<usize>,
 }
 
+impl Res {
+    /// A uniform holding `params`, a shader's params struct.
+    fn uniform<T: bytemuck::Pod>(params: &T) -> Res {
+        Res::Uniform(bytemuck::bytes_of(params).to_vec())
+    }
+}
+
 #[derive(Clone)]
 enum Res {
     Uniform(Vec<u8>),
@@ -1058,7 +1065,7 @@ impl Planner<'_> {
                     let rows = rows_per.min(m - row);
                     let params = MatmulParams { row_offset: row as u32, ..base };
                     let bindings = vec![
-                        (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                        (0, Res::uniform(&params)),
                         (1, Res::Virtual(a)),
                         (2, weight.clone()),
                         (3, bias.clone()),
@@ -1078,7 +1085,7 @@ impl Planner<'_> {
                 let (gx, gy, groups_x) = self.grid(tiles, "GEMM")?;
                 let params = MatmulParams { groups_x, ..base };
                 let bindings = vec![
-                    (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                    (0, Res::uniform(&params)),
                     (1, Res::Virtual(a)),
                     (2, weight),
                     (3, bias),
@@ -1184,7 +1191,7 @@ impl Planner<'_> {
                 Shader::MatmulSplitK,
                 "partial",
                 vec![
-                    (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                    (0, Res::uniform(&params)),
                     (1, Res::VirtualTex(a_tex)),
                     (2, Res::WeightTex { layer, chunk: ci }),
                     (5, Res::Virtual(part)),
@@ -1203,7 +1210,7 @@ impl Planner<'_> {
             Shader::MatmulSplitK,
             "reduce",
             vec![
-                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                (0, Res::uniform(&params)),
                 (3, bias),
                 (4, Res::Virtual(c)),
                 (5, Res::Virtual(part)),
@@ -1253,7 +1260,7 @@ impl Planner<'_> {
                         Shader::Masking,
                         "timestep_mask",
                         vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (0, Res::uniform(&params)),
                             (1, Res::Virtual(value)),
                             (2, Res::Virtual(m)),
                         ],
@@ -1266,7 +1273,7 @@ impl Planner<'_> {
                         Shader::Masking,
                         "apply_mask",
                         vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (0, Res::uniform(&params)),
                             (1, Res::Virtual(value)),
                             (2, Res::Virtual(m)),
                             (3, Res::Virtual(y)),
@@ -1348,7 +1355,7 @@ impl Planner<'_> {
                         // Threshold 0: the kernel applies no dropout.
                         _ => DropoutParams { scale: 1.0, ..bytemuck::Zeroable::zeroed() },
                     };
-                    let drop_res = Res::Uniform(bytemuck::bytes_of(&drop).to_vec());
+                    let drop_res = Res::uniform(&drop);
                     let params = ConvParams {
                         n: n as u32,
                         h: h as u32,
@@ -1391,7 +1398,7 @@ impl Planner<'_> {
                             Shader::Conv2DTexture,
                             entry,
                             vec![
-                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (0, Res::uniform(&params)),
                                 (1, Res::VirtualTex(x_tex)),
                                 (2, Res::WeightTex { layer: li, chunk: 0 }),
                                 (3, bias),
@@ -1407,7 +1414,7 @@ impl Planner<'_> {
                             Shader::Conv2D,
                             "main",
                             vec![
-                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                                (0, Res::uniform(&params)),
                                 (1, Res::Virtual(value)),
                                 (2, Res::Weight { layer: li, part: WeightPart::KernelChunk(0) }),
                                 (3, bias),
@@ -1463,7 +1470,7 @@ impl Planner<'_> {
                         Shader::Pool2D,
                         "main",
                         vec![
-                            (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
+                            (0, Res::uniform(&params)),
                             (1, Res::Virtual(value)),
                             (2, Res::Virtual(y)),
                         ],
@@ -1519,10 +1526,7 @@ impl Planner<'_> {
                             stage,
                             Shader::Softmax,
                             "main",
-                            vec![
-                                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
-                                (1, Res::Virtual(y)),
-                            ],
+                            vec![(0, Res::uniform(&params)), (1, Res::Virtual(y))],
                             (gx, gy, 1),
                         );
                     }
@@ -1610,7 +1614,7 @@ impl Planner<'_> {
                                 Shader::LstmStepTexture,
                                 "gates",
                                 vec![
-                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (0, Res::uniform(&p)),
                                     (1, Res::Virtual(xproj)),
                                     (2, Res::RecurrentTex { layer: li }),
                                     (3, mask_res.clone()),
@@ -1624,7 +1628,7 @@ impl Planner<'_> {
                                 Shader::LstmStepTexture,
                                 "cell",
                                 vec![
-                                    (0, Res::Uniform(bytemuck::bytes_of(&p).to_vec())),
+                                    (0, Res::uniform(&p)),
                                     (3, mask_res.clone()),
                                     (4, Res::Virtual(state)),
                                     (5, Res::Virtual(seq)),
@@ -1717,11 +1721,7 @@ impl Planner<'_> {
             stage,
             Shader::Dropout,
             "main",
-            vec![
-                (0, Res::Uniform(bytemuck::bytes_of(&params).to_vec())),
-                (1, Res::Virtual(x)),
-                (2, Res::Virtual(y)),
-            ],
+            vec![(0, Res::uniform(&params)), (1, Res::Virtual(x)), (2, Res::Virtual(y))],
             (gx, gy, 1),
         );
         self.dropouts.push((params, li, 0));
