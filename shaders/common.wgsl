@@ -3,9 +3,11 @@
 // hash (mirrored bit for bit by src/rng.rs), and the flat-index helper for
 // grids laid out in 2-D when one dimension would exceed 65535 workgroups.
 
-// Longest single loop a kernel runs. Mesa's llvmpipe (lavapipe, GL) ends
-// any loop after 65535 iterations, so longer loops are written as two
-// nested ones, the inner at most LOOP_BLOCK long.
+// Block length of long loops written as two nested ones. Mesa's llvmpipe
+// (lavapipe, GL) ends an invocation's loops after 65535 iterations in all,
+// nested or not, so the host keeps each invocation's total work below that
+// by splitting dispatches (Context::loop_budget); the nesting only bounds
+// each loop's own counter.
 const LOOP_BLOCK: u32 = 4096u;
 
 const ACT_LINEAR: u32 = 0u;

@@ -19,6 +19,7 @@
 //   5: storage read_write seq    [B, T, U] f32 outputs per step (return_sequences)
 //   6: storage read_write last   [B, U] f32 final output
 //   7: storage read_write cseq   [B, T, U] f32 cell state per step (for verification)
+//   8: uniform TimeWindow: the steps of this dispatch (state is zeroed at t = 0)
 //
 // Grid: one workgroup of WG invocations per sample; the invocations split
 // the 4U gate columns, then the U units, with a barrier between phases.
@@ -35,6 +36,16 @@ struct LstmParams {
     _pad0: u32,
 }
 
+// The timesteps this dispatch covers, and the grid width in workgroups.
+// Long sequences run as several dispatches over consecutive windows:
+// llvmpipe ends a shader invocation's loops after 65535 iterations in all.
+struct TimeWindow {
+    t_begin: u32,
+    t_end: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: LstmParams;
@@ -45,10 +56,11 @@ override WG: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> seq: array<f32>;
 @group(0) @binding(6) var<storage, read_write> last: array<f32>;
 @group(0) @binding(7) var<storage, read_write> cseq: array<f32>;
+@group(0) @binding(8) var<uniform> win: TimeWindow;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let b = wid.x;
+    let b = wid.x + wid.y * win.groups_x;
     if (b >= p.batch) {
         return;
     }
@@ -60,14 +72,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let z_at = sbase + 2u * u;
     let y_at = sbase + 6u * u;
 
-    for (var j = lid.x; j < u; j = j + WG) {
-        state[h_at + j] = 0.0;
-        state[c_at + j] = 0.0;
-        state[y_at + j] = 0.0;
+    if (win.t_begin == 0u) {
+        for (var j = lid.x; j < u; j = j + WG) {
+            state[h_at + j] = 0.0;
+            state[c_at + j] = 0.0;
+            state[y_at + j] = 0.0;
+        }
     }
     storageBarrier();
 
-    for (var t = 0u; t < p.steps; t = t + 1u) {
+    for (var t = win.t_begin; t < win.t_end; t = t + 1u) {
         let bt = b * p.steps + t;
         let valid = mask[bt] != 0u;
         if (valid) {

@@ -39,6 +39,16 @@ struct LstmTexParams {
     tex_shift: u32,
 }
 
+// The timesteps this dispatch covers, and the grid width in workgroups.
+// Long sequences run as several dispatches over consecutive windows:
+// llvmpipe ends a shader invocation's loops after 65535 iterations in all.
+struct TimeWindow {
+    t_begin: u32,
+    t_end: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: LstmTexParams;
@@ -49,6 +59,7 @@ override WG: u32 = 64u;
 @group(0) @binding(5) var<storage, read_write> seq: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> last: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> cseq: array<vec4<f32>>;
+@group(0) @binding(8) var<uniform> win: TimeWindow;
 
 fn rtexel(i: u32) -> vec4<f32> {
     let m = (1u << p.tex_shift) - 1u;
@@ -61,7 +72,7 @@ fn act4(v: vec4<f32>, a: u32) -> vec4<f32> {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let b = wid.x;
+    let b = wid.x + wid.y * win.groups_x;
     if (b >= p.batch) {
         return;
     }
@@ -73,14 +84,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let z_at = sbase + 2u * uq;
     let y_at = sbase + 6u * uq;
 
-    for (var j = lid.x; j < uq; j = j + WG) {
-        state[h_at + j] = vec4<f32>(0.0);
-        state[c_at + j] = vec4<f32>(0.0);
-        state[y_at + j] = vec4<f32>(0.0);
+    if (win.t_begin == 0u) {
+        for (var j = lid.x; j < uq; j = j + WG) {
+            state[h_at + j] = vec4<f32>(0.0);
+            state[c_at + j] = vec4<f32>(0.0);
+            state[y_at + j] = vec4<f32>(0.0);
+        }
     }
     storageBarrier();
 
-    for (var t = 0u; t < p.steps; t = t + 1u) {
+    for (var t = win.t_begin; t < win.t_end; t = t + 1u) {
         let bt = b * p.steps + t;
         let valid = mask[bt] != 0u;
         if (valid) {

@@ -186,3 +186,122 @@ fn runs_within_downlevel_default_limits() {
         assert!(err.contains("max_storage_buffers_per_shader_stage"), "{err}");
     }
 }
+
+/// Regressions: llvmpipe ends an invocation's loops after 65535 iterations in
+/// all (nested loops do not escape it), which silently truncated long loops.
+/// Each case runs past that count in one invocation unless the work is split.
+mod loop_budget {
+    use super::*;
+
+    fn check(model: &Model, x: &Tensor) {
+        let opts = RunOptions::default();
+        let want = reference::forward(model, x, &opts).unwrap();
+        for ctx in gpu_util::contexts() {
+            let got = GpuModel::new(ctx.clone(), model).unwrap().forward(x, &opts).unwrap();
+            let c = compare(
+                got.output.data(),
+                want.output.data(),
+                want.output.shape(),
+                Tolerance::GPU_F32,
+            );
+            assert!(c.is_ok(), "{}: {c}", ctx.describe());
+        }
+    }
+
+    #[test]
+    fn masking_a_frame_of_70001_values_sees_its_last_value() {
+        let n = 70001;
+        let model = ModelBuilder::new("m", None, &[n])
+            .layer(LayerKind::Masking { mask_value: 0.0 })
+            .layer(LayerKind::Dropout { rate: 0.5 })
+            .build()
+            .unwrap();
+        // Frame 1 differs from the mask value only in its last element.
+        let mut data = vec![0.0; 2 * n];
+        data[..n].copy_from_slice(&values(8, n));
+        data[2 * n - 1] = 3.0;
+        let x = Tensor::new(vec![1, 2, n], data).unwrap();
+        let opts = RunOptions { capture_layers: true, ..Default::default() };
+        for ctx in gpu_util::contexts() {
+            let got = GpuModel::new(ctx.clone(), &model).unwrap().forward(&x, &opts).unwrap();
+            assert_eq!(got.layers[0].mask, Some(vec![1, 1]), "{}", ctx.describe());
+            assert_eq!(got.output.data(), x.data(), "{}", ctx.describe());
+        }
+    }
+
+    #[test]
+    fn register_gemm_with_k_of_65539_matches_reference() {
+        // K and N not multiples of 4: the register-tiled GEMM.
+        let mut model =
+            ModelBuilder::new("wide", None, &[65539]).layer(Dense::new(10)).build().unwrap();
+        random_weights(&mut model, 9);
+        check(&model, &Tensor::new(vec![1, 2, 65539], values(10, 2 * 65539)).unwrap());
+    }
+
+    #[test]
+    fn persistent_lstm_over_3000_steps_matches_reference() {
+        for units in [64, 3] {
+            let mut model = ModelBuilder::new("long", None, &[2])
+                .layer(Lstm::new(units).sequences(true))
+                .build()
+                .unwrap();
+            random_weights(&mut model, 11);
+            let x = Tensor::new(vec![1, 3000, 2], values(12, 6000)).unwrap();
+            check(&model, &x);
+        }
+    }
+
+    #[test]
+    fn lstm_over_70000_samples_splits_its_grid() {
+        let mut model = ModelBuilder::new("many", None, &[2]).layer(Lstm::new(3)).build().unwrap();
+        random_weights(&mut model, 13);
+        check(&model, &Tensor::new(vec![70000, 1, 2], values(14, 140000)).unwrap());
+    }
+
+    #[test]
+    fn softmax_too_wide_for_a_cpu_adapter_is_refused_not_truncated() {
+        let mut model = ModelBuilder::new("vocab", None, &[4])
+            .layer(Dense::new(20000).activation(Activation::Softmax))
+            .build()
+            .unwrap();
+        random_weights(&mut model, 15);
+        let x = Tensor::new(vec![1, 1, 4], values(16, 4)).unwrap();
+        for ctx in gpu_util::contexts() {
+            let result =
+                GpuModel::new(ctx.clone(), &model).unwrap().forward(&x, &RunOptions::default());
+            if ctx.loop_budget().is_some() {
+                let err = result.unwrap_err().to_string();
+                assert!(err.contains("softmax over 20000 units"), "{err}");
+            } else {
+                result.unwrap();
+            }
+        }
+    }
+}
+
+/// Regression: a convolution input texture taller than the device allows
+/// failed with a validation error; it now makes the batch run in slices.
+#[test]
+fn conv_input_texture_taller_than_the_limit_runs_in_batch_slices() {
+    let mut model = ModelBuilder::new("tall", None, &[64, 64, 3])
+        .layer(Conv2D::new(8, (3, 3)).activation(Activation::Relu))
+        .layer(LayerKind::Flatten)
+        .layer(Lstm::new(4))
+        .build()
+        .unwrap();
+    random_weights(&mut model, 17);
+    let x = Tensor::new(vec![4, 2, 64, 64, 3], values(18, 4 * 2 * 64 * 64 * 3)).unwrap();
+    let opts = RunOptions::default();
+    let want = reference::forward(&model, &x, &opts).unwrap();
+    for ctx in gpu_util::contexts() {
+        let backend = format!("{:?}", ctx.adapter_info().backend).to_lowercase();
+        let limits = wgpu::Limits { max_texture_dimension_2d: 256, ..ctx.limits().clone() };
+        let opts_ctx =
+            ContextOptions { backend: Some(backend), limits: Some(limits), ..Default::default() };
+        let small = Context::new(&opts_ctx).unwrap();
+        let got = GpuModel::new(small.clone(), &model).unwrap().forward(&x, &opts).unwrap();
+        let c =
+            compare(got.output.data(), want.output.data(), want.output.shape(), Tolerance::GPU_F32);
+        assert!(c.is_ok(), "{}: {c}", small.describe());
+    }
+}

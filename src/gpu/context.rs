@@ -295,6 +295,15 @@ impl Context {
         }
     }
 
+    /// The most loop iterations one shader invocation may run, where the
+    /// driver cuts longer work off silently: Mesa's llvmpipe (CPU adapters)
+    /// ends an invocation's loops after 65535 iterations in all (measured:
+    /// nested loops do not escape it), so cnn-lstm plans at most 50000.
+    /// `None` where no such limit is known.
+    pub fn loop_budget(&self) -> Option<usize> {
+        (self.info.device_type == wgpu::DeviceType::Cpu).then_some(50_000)
+    }
+
     /// The GEMM variant in use.
     pub fn matmul_variant(&self) -> MatmulVariant {
         self.matmul

@@ -162,6 +162,17 @@ pub struct LstmParams {
     pub _pad: u32,
 }
 
+/// `TimeWindow` of the persistent LSTM recurrence kernels: the timesteps one
+/// dispatch covers (the state is zeroed when `t_begin` is 0) and the grid width.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct TimeWindow {
+    pub t_begin: u32,
+    pub t_end: u32,
+    pub groups_x: u32,
+    pub _pad: u32,
+}
+
 /// `LstmTexParams` of `shaders/lstm_recurrence_texture.wgsl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
@@ -199,5 +210,6 @@ const _: () = assert!(std::mem::size_of::<MatmulParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SplitKParams>() == 48);
 const _: () = assert!(std::mem::size_of::<SoftmaxParams>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmParams>() == 32);
+const _: () = assert!(std::mem::size_of::<TimeWindow>() == 16);
 const _: () = assert!(std::mem::size_of::<LstmTexParams>() == 32);
 const _: () = assert!(std::mem::size_of::<LstmStepParams>() == 48);

@@ -391,6 +391,10 @@ impl GpuModel {
                 });
             }
             let mut rows_per_chunk = ((limit / row_bytes) as usize).clamp(1, k.max(1));
+            // One register-GEMM invocation loops over its chunk's K rows.
+            if let Some(budget) = self.ctx.loop_budget() {
+                rows_per_chunk = rows_per_chunk.min(budget - 1024);
+            }
             if rows_per_chunk < k && rows_per_chunk >= 4 {
                 // Chunk starts stay multiples of 4, as the split-K kernel reads vec4s.
                 rows_per_chunk -= rows_per_chunk % 4;
@@ -546,6 +550,7 @@ impl GpuModel {
         for layer in &self.layers {
             match &layer.kind {
                 LayerKind::Masking { .. } => {
+                    wanted.push((Shader::Masking, "clear_mask"));
                     wanted.push((Shader::Masking, "timestep_mask"));
                     wanted.push((Shader::Masking, "apply_mask"));
                 }
@@ -1106,7 +1111,20 @@ impl Planner<'_> {
         v: usize,
         rows: usize,
         format: wgpu::TextureFormat,
-    ) -> usize {
+    ) -> Result<usize> {
+        let max_rows = self.model.ctx.limits().max_texture_dimension_2d as usize;
+        if rows > max_rows {
+            // LimitExceeded lets the batch run in slices of samples.
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "texture copy of {} for batch {} x {} timesteps ({rows} rows)",
+                    self.vbufs[v].label, self.batch, self.steps
+                ),
+                limit: "max_texture_dimension_2d".into(),
+                needed: rows as u64,
+                allowed: max_rows as u64,
+            });
+        }
         let texel = if format == RGBA { 16 } else { 4 };
         let padded = (rows << self.model.tex_shift) as u64 * texel;
         self.vbufs[v].bytes = self.vbufs[v].bytes.max(padded);
@@ -1116,7 +1134,7 @@ impl Planner<'_> {
         if let Some(op) = self.ops.last_mut() {
             op.copy_to = Some(t);
         }
-        t
+        Ok(t)
     }
 
     /// Records a split-K GEMM whose weight is in textures: a copy of A into
@@ -1163,7 +1181,7 @@ impl Planner<'_> {
                 allowed: max_rows as u64,
             });
         }
-        let a_tex = self.texture_copy(stage, a, rows, RGBA);
+        let a_tex = self.texture_copy(stage, a, rows, RGBA)?;
 
         let base = SplitKParams {
             m: m as u32,
@@ -1180,7 +1198,18 @@ impl Planner<'_> {
             tex_shift: model.tex_shift,
         };
         let col_groups = n.div_ceil(4 * SPLITK_QUADS);
-        let gx = (col_groups * m.div_ceil(SPLITK_ROWS)).div_ceil(wg) as u32;
+        let groups = (col_groups * m.div_ceil(SPLITK_ROWS)).div_ceil(wg);
+        let max = model.ctx.limits().max_compute_workgroups_per_dimension as usize;
+        if groups > max || slices > max {
+            // LimitExceeded lets the batch run in slices of samples (fewer rows).
+            return Err(Error::LimitExceeded {
+                what: format!("{name}: split-K grid of {groups} x {slices} workgroups"),
+                limit: "max_compute_workgroups_per_dimension".into(),
+                needed: groups.max(slices) as u64,
+                allowed: max as u64,
+            });
+        }
+        let gx = groups as u32;
         let gy = 1;
         let mut slice_base = 0;
         for (ci, (k_offset, k_len)) in ranges.iter().copied().enumerate() {
@@ -1258,9 +1287,20 @@ impl Planner<'_> {
                     self.op(
                         stage,
                         Shader::Masking,
+                        "clear_mask",
+                        vec![(0, Res::uniform(&params)), (2, Res::Virtual(m))],
+                        (gx, gy, 1),
+                    );
+                    // One invocation per block of 1024 values (MASK_BLOCK).
+                    let blocks = in_len.div_ceil(1024);
+                    let (gx, gy, groups_x) = self.grid(b * t * blocks, &name)?;
+                    let scan = MaskParams { groups_x, ..params };
+                    self.op(
+                        stage,
+                        Shader::Masking,
                         "timestep_mask",
                         vec![
-                            (0, Res::uniform(&params)),
+                            (0, Res::uniform(&scan)),
                             (1, Res::Virtual(value)),
                             (2, Res::Virtual(m)),
                         ],
@@ -1385,8 +1425,12 @@ impl Planner<'_> {
                     };
                     if tex {
                         let width = 1usize << self.model.tex_shift;
-                        let x_tex =
-                            self.texture_copy(stage, value, (n * h * w * cin).div_ceil(width), R32);
+                        let x_tex = self.texture_copy(
+                            stage,
+                            value,
+                            (n * h * w * cin).div_ceil(width),
+                            R32,
+                        )?;
                         let params = ConvTexParams {
                             conv: params,
                             segs: segs as u32,
@@ -1515,6 +1559,20 @@ impl Planner<'_> {
                     };
                     self.matmul(stage, li, (value, y), (rows, k, d.units), act)?;
                     if d.activation == Activation::Softmax {
+                        // One invocation makes three passes over a row.
+                        if let Some(budget) = self.model.ctx.loop_budget() {
+                            if 3 * d.units + 4 > budget {
+                                return Err(Error::LimitExceeded {
+                                    what: format!(
+                                        "{name}: softmax over {} units on a CPU adapter",
+                                        d.units
+                                    ),
+                                    limit: "loop iterations per invocation (llvmpipe)".into(),
+                                    needed: (3 * d.units + 4) as u64,
+                                    allowed: budget as u64,
+                                });
+                            }
+                        }
                         let (gx, gy, groups_x) = self.grid(rows, &name)?;
                         let params = SoftmaxParams {
                             rows: rows as u32,
@@ -1639,22 +1697,56 @@ impl Planner<'_> {
                             );
                         }
                     } else {
-                        self.op(
-                            rec,
-                            shader,
-                            "main",
-                            vec![
-                                (0, Res::Uniform(uniform)),
-                                (1, Res::Virtual(xproj)),
-                                (2, recurrent),
-                                (3, mask_res),
-                                (4, Res::Virtual(state)),
-                                (5, Res::Virtual(seq)),
-                                (6, Res::Virtual(last)),
-                                (7, Res::Virtual(cseq)),
-                            ],
-                            (b as u32, 1, 1),
-                        );
+                        // Loop iterations of one invocation per step: the gate
+                        // columns it owns times U, the units it owns, barriers.
+                        let wg = self.model.wg as usize;
+                        let per_step = (4 * u).div_ceil(wg) * u + u.div_ceil(wg) + 4;
+                        let window = match self.model.ctx.loop_budget() {
+                            Some(budget) if per_step > budget => {
+                                return Err(Error::LimitExceeded {
+                                    what: format!(
+                                        "{name}: one LSTM step of {u} units on a CPU adapter \
+                                         ({per_step} loop iterations per invocation)"
+                                    ),
+                                    limit: "loop iterations per invocation (llvmpipe)".into(),
+                                    needed: per_step as u64,
+                                    allowed: budget as u64,
+                                });
+                            }
+                            Some(budget) => (budget / per_step).max(1),
+                            None => t,
+                        };
+                        let max = self.model.ctx.limits().max_compute_workgroups_per_dimension;
+                        let gx = (b as u32).min(max.max(1));
+                        let gy = (b as u32).div_ceil(gx);
+                        let mut t0 = 0;
+                        while t0 < t {
+                            let t1 = (t0 + window).min(t);
+                            let win = TimeWindow {
+                                t_begin: t0 as u32,
+                                t_end: t1 as u32,
+                                groups_x: gx,
+                                _pad: 0,
+                            };
+                            self.op(
+                                rec,
+                                shader,
+                                "main",
+                                vec![
+                                    (0, Res::Uniform(uniform.clone())),
+                                    (1, Res::Virtual(xproj)),
+                                    (2, recurrent.clone()),
+                                    (3, mask_res.clone()),
+                                    (4, Res::Virtual(state)),
+                                    (5, Res::Virtual(seq)),
+                                    (6, Res::Virtual(last)),
+                                    (7, Res::Virtual(cseq)),
+                                    (8, Res::uniform(&win)),
+                                ],
+                                (gx, gy, 1),
+                            );
+                            t0 = t1;
+                        }
                     }
                     value = if l.return_sequences { seq } else { last };
                     if !l.return_sequences {
@@ -2159,7 +2251,17 @@ fn read_back(ctx: &Context, staging: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
         });
     }
     drop(tx);
-    ctx.wait("readback")?;
+    let unmap_all = || {
+        for buffer in staging {
+            buffer.unmap();
+        }
+    };
+    // Every path out leaves the staging buffers unmapped, so the cached plan
+    // stays usable after a failure.
+    if let Err(e) = ctx.wait("readback") {
+        unmap_all();
+        return Err(e);
+    }
     let mut failed = None;
     for _ in 0..staging.len() {
         match rx.recv_timeout(Duration::from_secs(30)) {
@@ -2169,21 +2271,21 @@ fn read_back(ctx: &Context, staging: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
         }
     }
     if let Some(message) = failed {
-        for buffer in staging {
-            buffer.unmap();
-        }
+        unmap_all();
         ctx.check_faults("readback")?;
         return Err(Error::Map(message));
     }
     let mut out = Vec::with_capacity(staging.len());
     for buffer in staging {
-        let bytes = {
-            let view =
-                buffer.slice(..).get_mapped_range().map_err(|e| Error::Map(e.to_string()))?;
-            view.to_vec()
+        let bytes = match buffer.slice(..).get_mapped_range() {
+            Ok(view) => view.to_vec(),
+            Err(e) => {
+                unmap_all();
+                return Err(Error::Map(e.to_string()));
+            }
         };
-        buffer.unmap();
         out.push(bytes);
     }
+    unmap_all();
     Ok(out)
 }
