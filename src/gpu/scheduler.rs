@@ -25,6 +25,10 @@ use crate::shaders::Shader;
 use crate::tensor::Tensor;
 
 const F32: u64 = 4;
+
+/// Values one invocation of `masking.wgsl`'s `timestep_mask` scans
+/// (`MASK_BLOCK` there); the grid has one invocation per block.
+const MASK_BLOCK: usize = 1024;
 const RGBA: wgpu::TextureFormat = wgpu::TextureFormat::Rgba32Float;
 const R32: wgpu::TextureFormat = wgpu::TextureFormat::R32Float;
 
@@ -1291,8 +1295,7 @@ impl Planner<'_> {
                         vec![(0, Res::uniform(&params)), (2, Res::Virtual(m))],
                         (gx, gy, 1),
                     );
-                    // One invocation per block of 1024 values (MASK_BLOCK).
-                    let blocks = in_len.div_ceil(1024);
+                    let blocks = in_len.div_ceil(MASK_BLOCK);
                     let (gx, gy, groups_x) = self.grid(b * t * blocks, &name)?;
                     let scan = MaskParams { groups_x, ..params };
                     self.op(
